@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from tfedge.converters import tflite, tflite_reader
+
+pytestmark = pytest.mark.integration
+
+
+def test_int8_model_has_int8_io_with_batch_one(int8_tflite):
+    model = tflite_reader.read_tflite(int8_tflite)
+    main = model.subgraphs[0]
+    (inp,), (out,) = main.inputs, main.outputs
+    assert main.tensors[inp].type_name == "INT8"
+    assert main.tensors[inp].shape == (1, 32, 32, 1)
+    assert main.tensors[out].type_name == "INT8"
+    assert main.tensors[out].shape == (1, 10)
+    # A fixed batch keeps the ops of a dynamic batch out of the graph.
+    assert not {"SHAPE", "STRIDED_SLICE", "PACK"} & set(model.op_names())
+
+
+def test_no_float_tensor_anywhere(int8_tflite):
+    model = tflite_reader.read_tflite(int8_tflite)
+    assert tflite.float_ops(int8_tflite) == []
+    assert not [t.name for t in model.subgraphs[0].tensors if t.is_float]
+
+
+def test_weights_are_quantized_per_channel(int8_tflite):
+    model = tflite_reader.read_tflite(int8_tflite)
+    main = model.subgraphs[0]
+    conv = next(op for op in main.operators if op.name == "CONV_2D")
+    weights = main.tensors[conv.inputs[1]]
+    assert weights.type_name == "INT8"
+    assert len(weights.quantization.scale) == weights.shape[0] > 1
+
+
+def test_float_model_is_refused_with_every_float_op_listed(float_tflite):
+    found = tflite.float_ops(float_tflite)
+    ops = tflite_reader.read_tflite(float_tflite).subgraphs[0].operators
+    assert len(found) == len(ops)
+    with pytest.raises(tflite.ConversionError) as info:
+        tflite.check_full_int8(float_tflite)
+    message = str(info.value)
+    assert "CONV_2D #0" in message and "FLOAT32" in message
+    assert "model input" in message and "not INT8" in message
+
+
+def test_representative_data_forms(digits):
+    shape = digits.input_shape
+    from_array = list(tflite.representative_samples(digits.x_train[:7], shape, 5))
+    from_pairs = list(tflite.representative_samples(digits.train(batch_size=4), shape, 5))
+    from_callable = list(tflite.representative_samples(lambda: digits.representative(5), shape, 9))
+    for samples in (from_array, from_callable):
+        assert len(samples) == 5
+        np.testing.assert_array_equal(samples[3][0], digits.x_train[3:4])
+    assert len(from_pairs) == 5 and from_pairs[0][0].shape == (1,) + shape
+
+
+def test_representative_data_of_the_wrong_shape_is_refused(digits):
+    with pytest.raises(ValueError, match=r"shaped \(32, 32, 1\).*\(4, 28, 28, 1\)"):
+        list(tflite.representative_samples(np.zeros((4, 28, 28, 1)), (32, 32, 1), 10))
+    with pytest.raises(ValueError, match="empty"):
+        list(tflite.representative_samples([], (32, 32, 1), 10))
+
+
+def test_keras3_and_non_models_are_refused(digits):
+    with pytest.raises(TypeError, match="must be a tf_keras Model. Received: builtins.str"):
+        tflite.to_int8("model.h5", digits.x_train)

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from tfedge.converters import interpreter as litert
+from tfedge.converters import tflite_reader, tflm
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def arena(int8_tflite):
+    return tflm.find_arena_size(int8_tflite)
+
+
+def test_arena_is_the_smallest_that_works(int8_tflite, arena):
+    assert arena % tflm.ALIGNMENT == 0
+    with tflm._Session(int8_tflite, timeout=60) as session:
+        assert session.fits(arena)
+        assert not session.fits(arena - tflm.ALIGNMENT)
+
+
+def test_arena_holds_at_least_the_largest_activation_pair(int8_tflite, arena):
+    # The stem conv reads the 32x32x1 input while writing a 16x16x16 map: both live at once.
+    model = tflite_reader.read_tflite(int8_tflite)
+    main = model.subgraphs[0]
+    stem = main.operators[0]
+    live = main.tensors[stem.inputs[0]].nbytes + main.tensors[stem.outputs[0]].nbytes
+    assert arena > live
+
+
+def test_outputs_equal_the_reference_kernels_on_20_random_inputs(int8_tflite, arena):
+    agreement = tflm.compare_with_reference(int8_tflite, num_inputs=20, arena_size=arena)
+    assert agreement.num_inputs == 20
+    assert agreement.total_values == 20 * 10
+    assert agreement.exact, agreement
+
+
+def test_run_matches_litert_reference_on_real_images(int8_tflite, digits, arena):
+    reference = litert.make_interpreter(int8_tflite, reference=True)
+    scale, zero_point = reference.get_input_details()[0]["quantization"]
+    samples = [[litert.quantize(x[None], scale, zero_point)] for x in digits.x_val[:5]]
+    expected = [litert.invoke(reference, s)[0] for s in samples]
+    actual = tflm.run(int8_tflite, samples, arena_size=arena)
+    for e, (a,) in zip(expected, actual):
+        np.testing.assert_array_equal(a, e)
+    assert len({a[0].tobytes() for a in actual}) > 1  # different images, different outputs
+
+
+def test_a_crash_becomes_an_exception(int8_tflite):
+    # Far too small an arena segfaults the TFLM interpreter; the caller's process survives.
+    sample = [np.zeros((1, 32, 32, 1), np.int8)]
+    with pytest.raises(tflm.TFLMError, match="failed with a 64-byte arena"):
+        tflm.run(int8_tflite, [sample], arena_size=64)
+
+
+def test_malformed_model_is_refused_before_any_subprocess():
+    with pytest.raises(tflite_reader.TFLiteFormatError):
+        tflm.find_arena_size(b"\x00" * 64)
+
+
+def test_quantize_rounds_half_away_from_zero():
+    q = litert.quantize(np.array([0.5, 1.5, -0.5, -1.5, 2.49, 1000.0, -1000.0]), 1.0, 0)
+    np.testing.assert_array_equal(q, [1, 2, -1, -2, 2, 127, -128])
+    np.testing.assert_allclose(litert.dequantize(np.int8(-128), 1 / 255, -128), 0.0)
