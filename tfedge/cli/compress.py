@@ -1,0 +1,101 @@
+"""Train (or load) a model, quantize it to full int8, check it on TFLM, write the artifacts.
+
+Example:
+
+    tfedge compress --model=mobilenet_v2 --width=0.35 --dataset=digits --input_size=32 \\
+        --epochs=30 --output_dir=out
+
+writes out/model.tflite, out/model_data.cc, out/model_data.h, out/report.json, out/report.md
+and prints a summary. Flags can also come from a file: --flagfile=run.flags.
+"""
+
+import sys
+
+from absl import app, flags
+
+from tfedge import data, models
+from tfedge.converters import c_array
+
+_MODEL = flags.DEFINE_enum("model", "mobilenet_v2", models.names(), "Model factory to build.")
+_WIDTH = flags.DEFINE_float("width", 0.35, "Channel multiplier of the model.", lower_bound=0.01)
+_INPUT_SIZE = flags.DEFINE_integer("input_size", 32, "Input height and width in pixels.",
+                                   lower_bound=1)
+_CHANNELS = flags.DEFINE_enum("channels", "1", ["1", "3"], "Input channels.")
+_DATASET = flags.DEFINE_enum("dataset", "digits", data.DATASETS,
+                             "digits: scikit-learn's 8x8 digits, embedded. mnist: IDX files "
+                             "in --data_dir.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset's files (mnist).")
+_WEIGHTS = flags.DEFINE_string("weights", None,
+                               "Local weights file to start from (from model.save_weights).")
+_EPOCHS = flags.DEFINE_integer("epochs", 30, "Training epochs before compressing; 0 skips "
+                               "training (needs --weights).", lower_bound=0)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Training batch size.", lower_bound=1)
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-3, "Initial Adam learning rate "
+                                    "(cosine decay to 0).", lower_bound=1e-9)
+_SEED = flags.DEFINE_integer("seed", 0, "Random seed for initialization and shuffling.")
+_CALIBRATION = flags.DEFINE_integer("calibration_samples", 200,
+                                    "Training images used to calibrate int8 ranges.",
+                                    lower_bound=1)
+_TFLM_INPUTS = flags.DEFINE_integer("tflm_inputs", 20, "Random inputs on which TFLM must match "
+                                    "LiteRT's reference kernels exactly.", lower_bound=1)
+_SYMBOL = flags.DEFINE_string("symbol", "g_model", "C symbol of the model array.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the artifacts.", required=True)
+
+
+def _valid_symbol(value):
+    try:
+        c_array.check_identifier(value)
+    except ValueError as exc:
+        raise flags.ValidationError(str(exc))
+    return True
+
+
+flags.register_validator("symbol", _valid_symbol)
+flags.register_multi_flags_validator(
+    ["epochs", "weights"], lambda f: f["epochs"] > 0 or f["weights"] is not None,
+    message="--epochs=0 needs --weights=FILE: there would be no trained model to compress")
+flags.register_multi_flags_validator(
+    ["dataset", "data_dir"], lambda f: f["dataset"] != "mnist" or f["data_dir"] is not None,
+    message="--dataset=mnist needs --data_dir=DIR holding the MNIST IDX files "
+            "(t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz], optionally train-*)")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected argument(s): {' '.join(argv[1:])}")
+    from absl import logging
+
+    from tfedge import pipeline
+    from tfedge import training
+    from tfedge.converters import tflite, tflm
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the summary
+    try:
+        input_shape = (_INPUT_SIZE.value, _INPUT_SIZE.value, int(_CHANNELS.value))
+        splits = data.load(_DATASET.value, input_shape=input_shape, data_dir=_DATA_DIR.value,
+                           seed=_SEED.value)
+        training.seed_everything(_SEED.value)
+        model = models.build(_MODEL.value, input_shape=input_shape,
+                             num_classes=splits.num_classes, width=_WIDTH.value,
+                             weights=_WEIGHTS.value)
+        if _EPOCHS.value:
+            training.fit(model, splits, epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value,
+                         learning_rate=_LEARNING_RATE.value, seed=_SEED.value)
+        result = pipeline.compress(
+            model, train_data=(splits.x_train, splits.y_train),
+            val_data=(splits.x_val, splits.y_val),
+            calibration_samples=_CALIBRATION.value, tflm_inputs=_TFLM_INPUTS.value)
+        paths = result.save(_OUTPUT_DIR.value, symbol=_SYMBOL.value)
+    except (ValueError, OSError, tflite.ConversionError, tflm.TFLMError) as exc:
+        sys.exit(f"tfedge compress: error: {exc}")
+    from tfedge import report
+
+    print()
+    print(report.text_table(result.metrics))
+    print()
+    for name, path in paths.items():
+        print(f"wrote {path}")
+    if not result.metrics.get("tflm_exact", True):
+        sys.exit("tfedge compress: error: TFLM outputs differ from LiteRT's reference kernels "
+                 f"(max abs difference {result.metrics['tflm_max_abs_diff']})")
