@@ -7,7 +7,10 @@ The converted model takes int8 input and gives int8 output, quantizes weights pe
 STRIDED_SLICE ops of a dynamic batch out of the microcontroller graph.
 """
 
+import contextlib
 import itertools
+import logging
+import warnings
 
 import numpy as np
 
@@ -27,6 +30,35 @@ def _single_input_shape(model):
                          f"{tuple(model.inputs[0].shape)}; build the model with a fixed "
                          "input_shape")
     return shape
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record):
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_converter():
+    """Hides two converter messages that do not apply to how tfedge calls it.
+
+    The frozen-graph path is chosen on purpose (see `to_int8`), and the warning about missing
+    input statistics is spurious: the input scale and zero point come from calibration, as the
+    tests check.
+    """
+    drop = _DropMessage("Please consider providing the trackable_obj argument")
+    logger = logging.getLogger("absl")
+    logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were "
+                                    "expected")
+            yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def representative_samples(data, input_shape, limit):
@@ -91,7 +123,8 @@ def to_int8(model, representative_data, *, num_samples=200):
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     try:
-        tflite_bytes = converter.convert()
+        with _quiet_converter():
+            tflite_bytes = converter.convert()
     except Exception as exc:
         raise ConversionError(f"TFLite conversion of {model.name} to int8 failed: {exc}") from exc
     check_full_int8(tflite_bytes)

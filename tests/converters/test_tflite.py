@@ -65,3 +65,11 @@ def test_representative_data_of_the_wrong_shape_is_refused(digits):
 def test_keras3_and_non_models_are_refused(digits):
     with pytest.raises(TypeError, match="must be a tf_keras Model. Received: builtins.str"):
         tflite.to_int8("model.h5", digits.x_train)
+
+
+def test_input_quantization_comes_from_calibration(int8_tflite):
+    # Images in [0, 1] calibrate the input to scale 1/255 and zero point -128.
+    main = tflite_reader.read_tflite(int8_tflite).subgraphs[0]
+    q = main.tensors[main.inputs[0]].quantization
+    assert q.zero_point == (-128,)
+    assert q.scale[0] == pytest.approx(1 / 255, rel=1e-3)
