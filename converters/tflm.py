@@ -100,6 +100,16 @@ def _describe(proc):
     return f"{reason}; TFLM said:\n{tail}" if tail else reason
 
 
+# What TFLM prints when the arena, and nothing else, is too small.
+_ARENA_SHORTAGE = ("Failed to allocate", "Failed to resize buffer", "missing:")
+
+
+def _arena_too_small(proc):
+    # A crash during allocation is how a far too small arena usually ends.
+    return proc.returncode < 0 or (
+        proc.returncode == 3 and any(text in proc.stderr for text in _ARENA_SHORTAGE))
+
+
 def _align(n):
     return -(-n // ALIGNMENT) * ALIGNMENT
 
@@ -111,7 +121,7 @@ def _find(session):
         proc = session.call(hi, record=True)
         if proc.returncode == 0:
             break
-        if proc.returncode == 4 or hi >= _MAX_ARENA:
+        if not _arena_too_small(proc) or hi >= _MAX_ARENA:
             raise TFLMError(f"the TFLM interpreter cannot run the model: {_describe(proc)}")
         hi *= 2
     recorded = _RECORDED.search(proc.stderr)

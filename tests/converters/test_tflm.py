@@ -62,3 +62,27 @@ def test_quantize_rounds_half_away_from_zero():
     q = litert.quantize(np.array([0.5, 1.5, -0.5, -1.5, 2.49, 1000.0, -1000.0]), 1.0, 0)
     np.testing.assert_array_equal(q, [1, 2, -1, -2, 2, 127, -128])
     np.testing.assert_allclose(litert.dequantize(np.int8(-128), 1 / 255, -128), 0.0)
+
+
+def with_opcode_replaced(tflite_bytes, old_name, new_code):
+    """The same model with every `old_name` op turned into builtin `new_code`."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
+    codes = tflite_reader.BUILTIN_OPERATORS
+    for code in model.operatorCodes:
+        if codes[max(code.builtinCode, code.deprecatedBuiltinCode)] == old_name:
+            code.builtinCode = code.deprecatedBuiltinCode = new_code
+    builder = flatbuffers.Builder(len(tflite_bytes) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_an_op_tflm_lacks_fails_at_once_with_its_message(int8_tflite):
+    lsh = tflite_reader.BUILTIN_OPERATORS.index("LSH_PROJECTION")
+    patched = with_opcode_replaced(int8_tflite, "SOFTMAX", lsh)
+    assert tflite_reader.read_tflite(patched).op_names()[-1] == "LSH_PROJECTION"
+    with pytest.raises(tflm.TFLMError, match="cannot run the model") as info:
+        tflm.find_arena_size(patched)
+    assert "exit status 3" in str(info.value)
