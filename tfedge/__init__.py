@@ -3,6 +3,7 @@
     import tfedge
     splits = tfedge.data.load("digits", input_shape=(32, 32, 1))
     model = tfedge.models.mobilenet_v2((32, 32, 1), num_classes=10, width=0.35)
+    tfedge.training.fit(model, splits, epochs=30)
     result = tfedge.compress(model, train_data=splits.train(), val_data=splits.val())
     result.save("out/")  # model.tflite, model_data.cc/.h, report.json, report.md
 
@@ -32,6 +33,7 @@ _LAZY = {
     "models": ("tfedge.models", None),
     "converters": ("tfedge.converters", None),
     "microcontroller": ("tfedge.microcontroller", None),
+    "training": ("tfedge.training", None),
     "compress": ("tfedge.pipeline", "compress"),
     "CompressResult": ("tfedge.pipeline", "CompressResult"),
 }
