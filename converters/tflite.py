@@ -116,7 +116,9 @@ def to_int8(model, representative_data, *, num_samples=200):
     samples = list(representative_samples(representative_data, input_shape, num_samples))
     # Without a trackable object the converter freezes the graph directly instead of going
     # through a SavedModel: about 1 s instead of 30 s for MobileNetV2-0.35 at 32x32, same ops.
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
+    with _quiet_converter():
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [serve.get_concrete_function()])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: iter(samples)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -36,6 +36,11 @@ _LAZY = {
     "training": ("tfedge.training", None),
     "compress": ("tfedge.pipeline", "compress"),
     "CompressResult": ("tfedge.pipeline", "CompressResult"),
+    "profile": ("tfedge.profiling", "profile"),
+    "prune": ("tfedge.pruning", "prune"),
+    "strip": ("tfedge.pruning", "strip"),
+    "quantize_aware": ("tfedge.quantization", "quantize_aware"),
+    "quantize_scope": ("tfedge.quantization", "quantize_scope"),
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

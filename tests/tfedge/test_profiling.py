@@ -1,0 +1,29 @@
+import pytest
+
+import tfedge
+from tfedge import models
+from tfedge._keras import keras, layers
+
+
+def test_macs_by_hand():
+    inputs = keras.Input((8, 8, 4))
+    x = layers.Conv2D(6, 3, strides=2, padding="same", use_bias=False)(inputs)  # 4x4x6
+    x = layers.DepthwiseConv2D(3, padding="same")(x)                              # 4x4x6
+    x = layers.Conv2D(8, 1, groups=2)(x)                                          # 4x4x8
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(5)(x)
+    p = tfedge.profile(keras.Model(inputs, x))
+    conv = 4 * 4 * 6 * 3 * 3 * 4
+    depthwise = 4 * 4 * 6 * 3 * 3
+    grouped = 4 * 4 * 8 * 1 * 1 * (6 // 2)
+    dense = 8 * 5
+    assert [l.macs for l in p.layers if l.macs] == [conv, depthwise, grouped, dense]
+    assert p.total_macs == conv + depthwise + grouped + dense
+    assert p.total_params == 6 * 36 + (6 * 9 + 6) + (8 * 3 + 8) + (8 * 5 + 5)
+    assert "total" in p.table() and p.as_dict()["total_macs"] == p.total_macs
+
+
+def test_mobilenet_v2_reference_macs():
+    # Sandler et al. 2018, Table 4: about 300M multiply-adds at 224x224, width 1.0.
+    p = tfedge.profile(models.mobilenet_v2())
+    assert p.total_macs == pytest.approx(300e6, rel=0.01)

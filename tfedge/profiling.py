@@ -1,0 +1,81 @@
+"""Parameters and multiply-accumulates (MACs) per layer of a Keras model.
+
+    p = tfedge.profile(model)
+    p.total_macs, p.total_params
+    print(p.table())
+
+MACs count what the papers count: convolutions (including depthwise and grouped) and
+fully-connected layers, one multiply-add per kernel tap per output element. Element-wise ops
+(BatchNorm, activations, adds, the squeeze-excite scale) and pooling are not counted.
+"""
+
+import dataclasses
+import math
+
+from tfedge._keras import layers
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerProfile:
+    name: str
+    kind: str
+    output_shape: tuple
+    params: int
+    macs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    layers: tuple
+    total_params: int
+    total_macs: int
+
+    def table(self):
+        rows = [("layer", "type", "output", "params", "MACs")]
+        rows += [(l.name, l.kind, "x".join(str(d) for d in l.output_shape), f"{l.params:,}",
+                  f"{l.macs:,}") for l in self.layers if l.params or l.macs]
+        rows.append(("total", "", "", f"{self.total_params:,}", f"{self.total_macs:,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+
+    def as_dict(self):
+        return {"total_params": self.total_params, "total_macs": self.total_macs,
+                "layers": [dataclasses.asdict(l) for l in self.layers]}
+
+
+def _shape(tensor_shape):
+    return tuple(int(d) for d in tensor_shape[1:])  # batch dropped
+
+
+def layer_macs(layer):
+    """MACs of one layer for one image (batch 1)."""
+    if isinstance(layer, layers.DepthwiseConv2D):
+        out = _shape(layer.output_shape)
+        kh, kw = layer.kernel_size
+        return math.prod(out) * kh * kw
+    if isinstance(layer, layers.Conv2D):  # includes grouped convolutions
+        out = _shape(layer.output_shape)
+        in_channels = int(layer.input_shape[-1])
+        kh, kw = layer.kernel_size
+        return math.prod(out) * kh * kw * in_channels // layer.groups
+    if isinstance(layer, layers.Dense):
+        in_features = int(layer.input_shape[-1])
+        positions = math.prod(_shape(layer.output_shape)[:-1]) if len(layer.output_shape) > 2 \
+            else 1
+        return positions * in_features * layer.units
+    return 0
+
+
+def profile(model):
+    """Returns a `Profile`: params and MACs per layer and in total."""
+    rows = []
+    for layer in model.layers:
+        if isinstance(layer, layers.InputLayer):
+            continue
+        shape = layer.output_shape
+        out = _shape(shape[0]) if isinstance(shape, list) else _shape(shape)
+        rows.append(LayerProfile(name=layer.name, kind=type(layer).__name__, output_shape=out,
+                                 params=int(layer.count_params()), macs=int(layer_macs(layer))))
+    return Profile(layers=tuple(rows), total_params=int(model.count_params()),
+                   total_macs=sum(r.macs for r in rows))

@@ -1,0 +1,102 @@
+"""Quantization-aware training (QAT) through tfmot, for any tfedge model and user models.
+
+    qat_model = tfedge.quantize_aware(model)   # a new model; `model` is left as it was
+    qat_model.compile(...); qat_model.fit(...)
+
+tfmot's own `quantize_model` refuses layers its registry does not know: every custom layer and
+Keras' `Multiply` (the squeeze-excite scale). tfedge annotates those with the QuantizeConfigs
+below, so no user code is needed, and saves/loads QAT models inside `quantize_scope()`.
+"""
+
+from tfedge._keras import keras, require_tf_keras_model, tfmot
+from tfedge.models import _layers
+
+_Q = tfmot().quantization.keras
+
+
+def _output_quantizer():
+    return _Q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                narrow_range=False)
+
+
+@keras.utils.register_keras_serializable(package="tfedge")
+class OutputQuantizeConfig(_Q.QuantizeConfig):
+    """No weights to quantize; the output gets its own int8 range (a new TFLite tensor)."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [_output_quantizer()]
+
+    def get_config(self):
+        return {}
+
+
+@keras.utils.register_keras_serializable(package="tfedge")
+class PassThroughQuantizeConfig(OutputQuantizeConfig):
+    """Data movement (reshape, transpose, split): the output keeps the input's range."""
+
+    def get_output_quantizers(self, layer):
+        return []
+
+
+# Layers tfmot's default registry does not cover -> their QuantizeConfig.
+QUANTIZE_CONFIGS = {
+    _layers.HardSwish: OutputQuantizeConfig,
+    _layers.HardSigmoid: OutputQuantizeConfig,
+    keras.layers.Multiply: OutputQuantizeConfig,
+    _layers.ChannelShuffle: PassThroughQuantizeConfig,
+    _layers.ChannelSplit: PassThroughQuantizeConfig,
+}
+
+
+def quantize_scope():
+    """A context in which QAT models save and load (custom layers and configs known)."""
+    objects = dict(_layers.CUSTOM_OBJECTS)
+    objects.update(OutputQuantizeConfig=OutputQuantizeConfig,
+                   PassThroughQuantizeConfig=PassThroughQuantizeConfig)
+    return _Q.quantize_scope(objects)
+
+
+def _copy(model):
+    """A clone with its own layers and the same weights: nothing done to it reaches `model`."""
+    with keras.utils.custom_object_scope(_layers.CUSTOM_OBJECTS):
+        clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def quantize_aware(model):
+    """Returns a QAT copy of a Functional or Sequential tf_keras model (fake-quant inserted)."""
+    require_tf_keras_model(model)
+    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
+        raise TypeError(f"quantize_aware needs a Functional or Sequential model; {model.name} is a "
+                        "subclassed model. Rebuild it with the Functional API.")
+    nested = [l.name for l in model.layers if isinstance(l, keras.Model)]
+    if nested:
+        raise TypeError(f"quantize_aware cannot handle nested models ({', '.join(nested)}); "
+                        "flatten them into one Functional model")
+    source = _copy(model)
+
+    def annotate(layer):
+        config = QUANTIZE_CONFIGS.get(type(layer))
+        return _Q.quantize_annotate_layer(layer, config() if config else None)
+
+    with quantize_scope():
+        annotated = keras.models.clone_model(source, clone_function=annotate)
+        try:
+            return _Q.quantize_apply(annotated)
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(f"tfmot cannot quantize {model.name}: {exc}. Layers without a "
+                             "QuantizeConfig in tfmot's registry or tfedge.quantize."
+                             "QUANTIZE_CONFIGS need one.") from exc
