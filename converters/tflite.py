@@ -148,8 +148,32 @@ def float_ops(tflite_bytes):
     return found
 
 
+# TFLite's int8 SOFTMAX (LiteRT and TFLM alike) turns beta * input_scale * 2^26 into a fixed-point
+# multiplier that must exceed 1, and aborts the process when it does not.
+_SOFTMAX_MIN_INPUT_SCALE = 2.0 ** -26
+
+
+def degenerate_ops(tflite_bytes):
+    """Ops whose calibrated ranges are too narrow for TFLite's int8 kernels to run them."""
+    model = tflite_reader.read_tflite(tflite_bytes)
+    found = []
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            if op.name != "SOFTMAX":
+                continue
+            tensor = subgraph.tensors[op.inputs[0]]
+            scale = tensor.quantization.scale if tensor.quantization else ()
+            if scale and scale[0] <= _SOFTMAX_MIN_INPUT_SCALE:
+                found.append(
+                    f"SOFTMAX #{op.index} input {tensor.name!r} has scale {scale[0]:.3g} (its "
+                    f"calibrated range is about {255 * scale[0]:.3g} wide); TFLite's kernel "
+                    f"needs a scale above {_SOFTMAX_MIN_INPUT_SCALE:.3g}")
+    return found
+
+
 def check_full_int8(tflite_bytes):
-    """Raises ConversionError listing every float op, or if I/O is not int8 with batch 1."""
+    """Raises ConversionError if a float op is left, I/O is not int8 with batch 1, or a
+    calibrated range is too narrow for TFLite's kernels (which would abort the interpreter)."""
     problems = float_ops(tflite_bytes)
     model = tflite_reader.read_tflite(tflite_bytes)
     main = model.subgraphs[0]
@@ -162,6 +186,12 @@ def check_full_int8(tflite_bytes):
             if not signature or signature[0] != 1:
                 problems.append(f"model {role} {tensor.name!r} has batch dimension "
                                 f"{signature[:1]}, not a fixed 1")
+    degenerate = degenerate_ops(tflite_bytes)
+    if degenerate:
+        raise ConversionError(
+            "the int8 model would abort TFLite's interpreters:\n  " + "\n  ".join(degenerate) +
+            "\nThe logits are (almost) constant on the calibration data. Train the model before "
+            "converting it, or calibrate with data that exercises it.")
     if problems:
         raise ConversionError(
             "the model is not full int8:\n  " + "\n  ".join(problems) +

@@ -8,7 +8,12 @@ installs with the package_dir mapping).
 """
 
 from tfedge.models._common import make_divisible
+from tfedge.models.efficientnet_lite import (efficientnet_lite0, efficientnet_lite1,
+                                             efficientnet_lite2, efficientnet_lite3,
+                                             efficientnet_lite4)
+from tfedge.models.ghostnet import ghostnet
 from tfedge.models.mobilenet_v2 import mobilenet_v2
+from tfedge.models.mobilenet_v3 import mobilenet_v3_large, mobilenet_v3_small
 
 _REGISTRY = {}
 
@@ -40,5 +45,13 @@ def build(name, **kwargs):
 
 
 register("mobilenet_v2", mobilenet_v2)
+register("mobilenet_v3_small", mobilenet_v3_small)
+register("mobilenet_v3_large", mobilenet_v3_large)
+register("ghostnet", ghostnet)
+for _factory in (efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, efficientnet_lite3,
+                 efficientnet_lite4):
+    register(_factory.__name__, _factory)
 
-__all__ = ["build", "get", "make_divisible", "mobilenet_v2", "names", "register"]
+__all__ = ["build", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+           "efficientnet_lite3", "efficientnet_lite4", "get", "ghostnet", "make_divisible",
+           "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "names", "register"]

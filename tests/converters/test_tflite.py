@@ -73,3 +73,16 @@ def test_input_quantization_comes_from_calibration(int8_tflite):
     q = main.tensors[main.inputs[0]].quantization
     assert q.zero_point == (-128,)
     assert q.scale[0] == pytest.approx(1 / 255, rel=1e-3)
+
+
+def test_a_collapsed_softmax_range_is_refused_before_any_interpreter_aborts():
+    # Untrained MobileNetV2 with its initial BatchNorm statistics: the logits are nearly
+    # constant on these images, so the softmax input scale comes out near 8e-9, which makes
+    # TFLite's softmax kernels abort the process.
+    from tfedge import models, training
+
+    training.seed_everything(0)
+    model = models.mobilenet_v2((32, 32, 1), num_classes=10, width=0.35)
+    images = np.random.default_rng(0).random((16, 32, 32, 1), np.float32)
+    with pytest.raises(tflite.ConversionError, match=r"SOFTMAX #\d+ input .* has scale"):
+        tflite.to_int8(model, images, num_samples=16)

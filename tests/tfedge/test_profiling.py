@@ -27,3 +27,22 @@ def test_mobilenet_v2_reference_macs():
     # Sandler et al. 2018, Table 4: about 300M multiply-adds at 224x224, width 1.0.
     p = tfedge.profile(models.mobilenet_v2())
     assert p.total_macs == pytest.approx(300e6, rel=0.01)
+
+
+def test_peak_activation_bytes_by_hand():
+    inputs = keras.Input((8, 8, 4))                                   # 256 bytes
+    a = layers.Conv2D(6, 3, strides=2, padding="same")(inputs)       # 96, while the input lives
+    a = layers.BatchNormalization()(a)                                # in place
+    a = layers.ReLU()(a)                                              # in place
+    b = layers.Conv2D(6, 1)(a)                                        # 96
+    c = layers.Add()([a, b])                                          # 96: a, b, c alive = 288
+    model = keras.Model(inputs, layers.GlobalAveragePooling2D()(c))   # 6
+    assert tfedge.profile(model).peak_activation_bytes == 256 + 96
+
+
+def test_peak_activation_bytes_counts_a_long_skip():
+    inputs = keras.Input((4, 4, 16))                                  # 256, read again at the end
+    x = layers.Conv2D(64, 1)(inputs)                                  # 1024
+    x = layers.Conv2D(16, 1)(x)                                       # 256
+    model = keras.Model(inputs, layers.Add()([inputs, x]))            # 256
+    assert tfedge.profile(model).peak_activation_bytes == 256 + 1024 + 256

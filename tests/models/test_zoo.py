@@ -1,0 +1,116 @@
+"""One harness for every registered model: tiny configurations through every stage.
+
+A new family only adds its tiny configuration to TINY; the harness then checks that tfmot can
+prune it and train it quantization-aware with no user code, that it converts to full int8 with
+microcontroller-friendly ops, and that TFLM runs it with LiteRT's reference outputs.
+"""
+
+import numpy as np
+import pytest
+
+import tfedge
+from tfedge import models
+from tfedge._keras import keras
+from tfedge.converters import read_tflite, tflm, to_int8
+from tfedge.pruning import is_prunable, pruning_callbacks
+
+pytestmark = pytest.mark.integration
+
+# The smallest configuration of each registered model (besides a 32x32x1 input, 10 classes).
+TINY = {
+    "mobilenet_v2": dict(width=0.35),
+    "mobilenet_v3_small": dict(width=0.35),
+    "mobilenet_v3_large": dict(width=0.35),
+    "shufflenet_v1": dict(width=0.5, groups=3),
+    "shufflenet_v2": dict(width=0.5),
+    "ghostnet": dict(width=0.5),
+    "efficientnet_lite0": dict(width=0.25),
+    "efficientnet_lite1": dict(width=0.25),
+    "efficientnet_lite2": dict(width=0.25),
+    "efficientnet_lite3": dict(width=0.25),
+    "efficientnet_lite4": dict(width=0.25),
+}
+SHAPE = (32, 32, 1)
+RNG = np.random.default_rng(0)
+IMAGES = RNG.random((16,) + SHAPE, np.float32)
+LABELS = RNG.integers(0, 10, 16)
+
+
+def build(name, input_shape=SHAPE):
+    tfedge.training.seed_everything(0)
+    model = models.build(name, input_shape=input_shape, num_classes=10, **TINY[name])
+    if input_shape == SHAPE:
+        # Move the BatchNorm statistics towards the data, as training would: with the initial
+        # ones some untrained models give a near-constant output, whose int8 softmax TFLite
+        # refuses (see tfedge.converters.tflite.check_full_int8).
+        for _ in range(20):
+            model(IMAGES, training=True)
+    return model
+
+
+def test_every_registered_model_has_a_tiny_configuration():
+    assert not set(models.names()) - set(TINY), "add the new model to TINY"
+
+
+@pytest.fixture(scope="module", params=models.names())
+def zoo(request):
+    """(name, model, its int8 .tflite) for each registered model."""
+    model = build(request.param)
+    return request.param, model, to_int8(model, IMAGES, num_samples=16)
+
+
+def test_builds_at_96x96_rgb(zoo):
+    name = zoo[0]
+    model = build(name, input_shape=(96, 96, 3))
+    out = model(np.zeros((1, 96, 96, 3), np.float32), training=False).numpy()
+    assert out.shape == (1, 10)
+    np.testing.assert_allclose(out.sum(), 1.0, rtol=1e-5)
+
+
+def test_prune_wraps_every_prunable_layer_and_nothing_else(zoo):
+    _, model, _ = zoo
+    pruned = tfedge.prune(model, sparsity=0.5)
+    wrapped = {l.layer.name for l in pruned.layers if type(l).__name__ == "PruneLowMagnitude"}
+    assert wrapped and wrapped == {l.name for l in model.layers if is_prunable(l)}
+    # Eager: tracing the graph for one or two steps costs more than running them.
+    pruned.compile("adam", "sparse_categorical_crossentropy", run_eagerly=True)
+    pruned.fit(IMAGES, LABELS, batch_size=8, epochs=1, verbose=0, callbacks=pruning_callbacks())
+    stripped = tfedge.strip(pruned)
+    kernels = [l.kernel.numpy() for l in stripped.layers if l.name in wrapped]
+    assert np.mean(np.concatenate([k.ravel() for k in kernels]) == 0) == pytest.approx(0.5, abs=0.02)
+
+
+def test_quantize_aware_trains_a_step_and_converts_to_full_int8(zoo):
+    _, model, _ = zoo
+    qat = tfedge.quantize_aware(model)
+    qat.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True)
+    before = [w.numpy().copy() for w in qat.trainable_weights]
+    history = qat.fit(IMAGES, LABELS, batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, qat.trainable_weights))
+    to_int8(qat, IMAGES, num_samples=16)  # raises if any float op is left
+
+
+def test_int8_graph_is_microcontroller_friendly(zoo):
+    _, _, tflite_bytes = zoo
+    model = read_tflite(tflite_bytes)
+    main = model.subgraphs[0]
+    ops = model.op_names()
+    assert not {"SHAPE", "STRIDED_SLICE", "DEQUANTIZE", "QUANTIZE"} & set(ops), ops
+    for op in main.operators:
+        if op.name == "TRANSPOSE":
+            assert len(main.tensors[op.inputs[0]].shape) <= 4
+
+
+def test_tflm_matches_litert_reference(zoo):
+    _, _, tflite_bytes = zoo
+    agreement = tflm.compare_with_reference(tflite_bytes, num_inputs=5)
+    assert agreement.exact, agreement
+
+
+def test_save_and_load_round_trip(zoo, tmp_path):
+    _, model, _ = zoo
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded(IMAGES[:2]).numpy(), model(IMAGES[:2]).numpy())
