@@ -20,8 +20,9 @@ demo: $(STAMP)
 	$(BIN)/tfedge compress --model=mobilenet_v2 --width=0.35 --dataset=digits \
 	    --input_size=32 --epochs=30 --output_dir=out
 
+# One worker per core (TensorFlow's tracing and tfmot's graph rewrites are single-threaded).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses=4
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

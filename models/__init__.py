@@ -14,6 +14,7 @@ from tfedge.models.efficientnet_lite import (efficientnet_lite0, efficientnet_li
 from tfedge.models.ghostnet import ghostnet
 from tfedge.models.mobilenet_v2 import mobilenet_v2
 from tfedge.models.mobilenet_v3 import mobilenet_v3_large, mobilenet_v3_small
+from tfedge.models.shufflenet import shufflenet_v1, shufflenet_v2
 
 _REGISTRY = {}
 
@@ -47,6 +48,8 @@ def build(name, **kwargs):
 register("mobilenet_v2", mobilenet_v2)
 register("mobilenet_v3_small", mobilenet_v3_small)
 register("mobilenet_v3_large", mobilenet_v3_large)
+register("shufflenet_v1", shufflenet_v1)
+register("shufflenet_v2", shufflenet_v2)
 register("ghostnet", ghostnet)
 for _factory in (efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, efficientnet_lite3,
                  efficientnet_lite4):
@@ -54,4 +57,5 @@ for _factory in (efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, eff
 
 __all__ = ["build", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
            "efficientnet_lite3", "efficientnet_lite4", "get", "ghostnet", "make_divisible",
-           "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "names", "register"]
+           "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "names", "register", "shufflenet_v1",
+           "shufflenet_v2"]
