@@ -38,7 +38,7 @@ def write_idx(path, array, compress=None) -> Path:
     payload = idx_bytes(array)
     if compress is None:
         compress = path.name.endswith(".gz")
-    path.write_bytes(gzip.compress(payload) if compress else payload)
+    path.write_bytes(gzip.compress(payload, mtime=0) if compress else payload)
     return path
 
 
@@ -293,15 +293,16 @@ _GOOD = idx_bytes(np.zeros((10, 28, 28), np.uint8))
             _GOOD + b"\x00\x00\x00",
             ["trailing bytes", "7840 bytes", "found 7843", "3 extra"],
         ),
-        ("truncated.gz", gzip.compress(_GOOD)[:40], ["corrupt gzip stream"]),
+        ("truncated.gz", gzip.compress(_GOOD, mtime=0)[:40], ["corrupt gzip stream"]),
         ("garbage.gz", b"\x1f\x8b" + b"\xff" * 30, ["corrupt gzip stream"]),
         ("rawnamed.gz", _GOOD, ["corrupt gzip stream", "0x0000", "expected the gzip magic 0x1f8b"]),
         (
             "inner.gz",
-            gzip.compress(_GOOD[:100]),
+            gzip.compress(_GOOD[:100], mtime=0),
             ["truncated (after gzip decompression)", "found 84"],
         ),
     ],
+    ids=lambda value: value if isinstance(value, str) else "",  # the file name; bytes are noise
 )
 def test_read_idx_errors(tmp_path, name, content, words):
     path = tmp_path / name
