@@ -19,9 +19,9 @@ import numpy as np
 
 import tfedge
 from tfedge import models
-from tfedge._keras import tf
 from tfedge.converters import interpreter as litert
 from tfedge.converters import tflm, to_int8
+from tfedge.converters.tflite import converter_for
 
 WIDTHS = {
     "mobilenet_v2": dict(width=0.35),
@@ -60,7 +60,7 @@ def measure(name, size, runs):
     for _ in range(10):
         model(images, training=True)
     prof = tfedge.profile(model)
-    float_bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    float_bytes = converter_for(model).convert()
     int8_bytes = to_int8(model, images, num_samples=32)
     return {
         "model": name, "config": ", ".join(f"{k}={v}" for k, v in kwargs.items()),

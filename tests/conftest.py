@@ -38,6 +38,6 @@ def int8_tflite(trained_model, digits):
 @pytest.fixture(scope="session")
 def float_tflite(trained_model):
     """A plain float32 conversion, for tests that need float ops in a model."""
-    from tfedge._keras import tf
+    from tfedge.converters import tflite
 
-    return tf.lite.TFLiteConverter.from_keras_model(trained_model).convert()
+    return tflite.converter_for(trained_model).convert()

@@ -46,4 +46,16 @@ def require_tf_keras_model(model, argument="model"):
     raise TypeError(f"`{argument}` must be a tf_keras Model. Received: {kind}")
 
 
-__all__ = ["tf", "keras", "layers", "tfmot", "is_tf_keras_model", "require_tf_keras_model"]
+def clone_with_weights(model):
+    """A copy with its own layers and the same weights: what is done to it never reaches `model`.
+
+    Compression stages work on such a copy, so that they return a new model and leave the
+    caller's as it was.
+    """
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+__all__ = ["tf", "keras", "layers", "tfmot", "clone_with_weights", "is_tf_keras_model",
+           "require_tf_keras_model"]

@@ -7,8 +7,7 @@ Every layer tfmot can prune (weights in its registry: Conv2D, Dense, ...) is wra
 others (depthwise convolutions, BatchNorm, tfedge's custom layers, ...) are left as they are.
 """
 
-from tfedge._keras import keras, require_tf_keras_model, tfmot
-from tfedge.models import _layers
+from tfedge._keras import clone_with_weights, keras, require_tf_keras_model, tfmot
 
 _S = tfmot().sparsity.keras
 
@@ -19,6 +18,7 @@ def is_prunable(layer):
         return bool(layer.get_prunable_weights())
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
+    # tfmot has no public "which weights would you prune" query; its registry table answers it.
     registry = prune_registry.PruneRegistry
     return registry.supports(layer) and bool(registry._weight_names(layer))
 
@@ -34,9 +34,7 @@ def prune(model, sparsity=0.5, *, skip=()):
         raise ValueError(f"`skip` names layers the model does not have: {unknown}")
     schedule = _S.ConstantSparsity(float(sparsity), begin_step=0, frequency=1)
 
-    with keras.utils.custom_object_scope(_layers.CUSTOM_OBJECTS):
-        source = keras.models.clone_model(model)
-    source.set_weights(model.get_weights())
+    source = clone_with_weights(model)
 
     def wrap(layer):
         if layer.name in skip or not is_prunable(layer):

@@ -8,7 +8,7 @@ Keras' `Multiply` (the squeeze-excite scale). tfedge annotates those with the Qu
 below, so no user code is needed, and saves/loads QAT models inside `quantize_scope()`.
 """
 
-from tfedge._keras import keras, require_tf_keras_model, tfmot
+from tfedge._keras import clone_with_weights, keras, require_tf_keras_model, tfmot
 from tfedge.models import _layers
 
 _Q = tfmot().quantization.keras
@@ -68,14 +68,6 @@ def quantize_scope():
     return _Q.quantize_scope(objects)
 
 
-def _copy(model):
-    """A clone with its own layers and the same weights: nothing done to it reaches `model`."""
-    with keras.utils.custom_object_scope(_layers.CUSTOM_OBJECTS):
-        clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
 def quantize_aware(model):
     """Returns a QAT copy of a Functional or Sequential tf_keras model (fake-quant inserted)."""
     require_tf_keras_model(model)
@@ -86,7 +78,7 @@ def quantize_aware(model):
     if nested:
         raise TypeError(f"quantize_aware cannot handle nested models ({', '.join(nested)}); "
                         "flatten them into one Functional model")
-    source = _copy(model)
+    source = clone_with_weights(model)
 
     def annotate(layer):
         config = QUANTIZE_CONFIGS.get(type(layer))

@@ -86,3 +86,14 @@ def test_a_collapsed_softmax_range_is_refused_before_any_interpreter_aborts():
     images = np.random.default_rng(0).random((16, 32, 32, 1), np.float32)
     with pytest.raises(tflite.ConversionError, match=r"SOFTMAX #\d+ input .* has scale"):
         tflite.to_int8(model, images, num_samples=16)
+
+
+def test_converter_for_fixes_the_batch_and_keeps_float(float_tflite, trained_model, digits):
+    main = tflite_reader.read_tflite(float_tflite).subgraphs[0]
+    inp = main.tensors[main.inputs[0]]
+    assert inp.shape == (1, 32, 32, 1) and inp.shape_signature in (None, (1, 32, 32, 1))
+    assert inp.type_name == "FLOAT32"
+    from tfedge.converters import interpreter as litert
+
+    out = litert.invoke(litert.make_interpreter(float_tflite), [digits.x_val[:1]])[0]
+    np.testing.assert_allclose(out, trained_model(digits.x_val[:1]).numpy(), atol=1e-5)
