@@ -24,7 +24,7 @@ def _fail(argument, value, expectation):
 
 
 def check_args(*, input_shape, num_classes, width, include_top, pooling, dropout, weights,
-               bn_momentum):
+               bn_momentum, classifier_activation="softmax"):
     """Validates the shared factory signature before any layer is built."""
     if (not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3
             or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0
@@ -44,7 +44,20 @@ def check_args(*, input_shape, num_classes, width, include_top, pooling, dropout
         _fail("dropout", dropout, "must be a number in [0, 1)")
     if not isinstance(bn_momentum, numbers.Real) or not 0 < bn_momentum < 1:
         _fail("bn_momentum", bn_momentum, "must be a number in (0, 1), e.g. 0.9")
+    if classifier_activation not in ("softmax", None):
+        _fail("classifier_activation", classifier_activation, "must be 'softmax' or None")
     check_weights(weights)
+
+
+def pool(x, pooling):
+    """How a feature extractor (`include_top=False`) ends: as it is, or pooled "avg"/"max"."""
+    from tfedge._keras import layers
+
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
 
 
 def check_weights(weights):

@@ -156,10 +156,8 @@ def _efficientnet_lite(variant, *, input_shape, num_classes, width, include_top,
                        weights, name, bn_momentum, classifier_activation):
     _common.check_args(input_shape=input_shape, num_classes=num_classes, width=width,
                        include_top=include_top, pooling=pooling, dropout=dropout,
-                       weights=weights, bn_momentum=bn_momentum)
-    if classifier_activation not in ("softmax", None):
-        raise ValueError("`classifier_activation` must be 'softmax' or None. "
-                         f"Received: classifier_activation={classifier_activation!r}")
+                       weights=weights, bn_momentum=bn_momentum,
+                       classifier_activation=classifier_activation)
     spec = VARIANTS[variant]
     width_coefficient = spec.width * width
 
@@ -182,10 +180,8 @@ def _efficientnet_lite(variant, *, input_shape, num_classes, width, include_top,
             x = layers.Dropout(dropout, name="top_dropout")(x)
         x = layers.Dense(num_classes, activation=classifier_activation,
                          kernel_initializer=_dense_init(), name="predictions")(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    else:
+        x = _common.pool(x, pooling)
 
     suffix = "" if width == 1.0 else f"_{width:g}"
     model = keras.Model(inputs, x, name=name or f"{variant}{suffix}")

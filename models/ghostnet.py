@@ -185,10 +185,8 @@ def ghostnet(input_shape=(224, 224, 3), num_classes=1000, width=1.0, include_top
     """
     _common.check_args(input_shape=input_shape, num_classes=num_classes, width=width,
                        include_top=include_top, pooling=pooling, dropout=dropout,
-                       weights=weights, bn_momentum=bn_momentum)
-    if classifier_activation not in ("softmax", None):
-        raise ValueError("`classifier_activation` must be 'softmax' or None. "
-                         f"Received: classifier_activation={classifier_activation!r}")
+                       weights=weights, bn_momentum=bn_momentum,
+                       classifier_activation=classifier_activation)
 
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = _conv_bn(inputs, _channels(STEM_FILTERS, width), 3, 2, "stem", bn_momentum)
@@ -207,10 +205,8 @@ def ghostnet(input_shape=(224, 224, 3), num_classes=1000, width=1.0, include_top
         if dropout:
             x = layers.Dropout(dropout, name="dropout")(x)
         x = layers.Dense(num_classes, activation=classifier_activation, name="predictions")(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    else:
+        x = _common.pool(x, pooling)
 
     model = keras.Model(inputs, x, name=name or f"ghostnet_{width:g}")
     return _common.load_weights(model, weights)

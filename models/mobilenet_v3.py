@@ -150,10 +150,8 @@ def _build(blocks, head_filters, variant, *, input_shape, num_classes, width, in
            pooling, dropout, weights, name, bn_momentum, classifier_activation, minimalistic):
     _common.check_args(input_shape=input_shape, num_classes=num_classes, width=width,
                        include_top=include_top, pooling=pooling, dropout=dropout,
-                       weights=weights, bn_momentum=bn_momentum)
-    if classifier_activation not in ("softmax", None):
-        raise ValueError("`classifier_activation` must be 'softmax' or None. "
-                         f"Received: classifier_activation={classifier_activation!r}")
+                       weights=weights, bn_momentum=bn_momentum,
+                       classifier_activation=classifier_activation)
     if not isinstance(minimalistic, bool):
         raise ValueError("`minimalistic` must be True or False (True drops squeeze-excite, "
                          f"hard-swish and 5x5 kernels). Received: minimalistic={minimalistic!r}")
@@ -182,10 +180,8 @@ def _build(blocks, head_filters, variant, *, input_shape, num_classes, width, in
         x = layers.Conv2D(num_classes, 1, padding="same", activation=classifier_activation,
                           name="logits")(x)
         x = layers.Reshape((num_classes,), name="predictions")(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    else:
+        x = _common.pool(x, pooling)
 
     default_name = f"mobilenet_v3_{variant}{'_minimalistic' if minimalistic else ''}_{width:g}"
     model = keras.Model(inputs, x, name=name or default_name)

@@ -187,12 +187,6 @@ def _check_choice(argument, value, allowed, why):
     return next(a for a in allowed if value == a)
 
 
-def _check_head(classifier_activation):
-    if classifier_activation not in ("softmax", None):
-        raise ValueError("`classifier_activation` must be 'softmax' or None. "
-                         f"Received: classifier_activation={classifier_activation!r}")
-
-
 def _bn(x, prefix, momentum):
     return layers.BatchNormalization(momentum=momentum, epsilon=_BN_EPSILON,
                                      name=f"{prefix}_bn")(x)
@@ -277,10 +271,8 @@ def _top(x, include_top, pooling, dropout, num_classes, classifier_activation):
         # Official code: nn.Linear(..., bias=False).
         x = layers.Dense(num_classes, use_bias=False, activation=classifier_activation,
                          name="predictions")(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    else:
+        x = _common.pool(x, pooling)
     return x
 
 
@@ -310,8 +302,8 @@ def shufflenet_v1(input_shape=(224, 224, 3), num_classes=1000, width=1.0, includ
     """
     _common.check_args(input_shape=input_shape, num_classes=num_classes, width=width,
                        include_top=include_top, pooling=pooling, dropout=dropout,
-                       weights=weights, bn_momentum=bn_momentum)
-    _check_head(classifier_activation)
+                       weights=weights, bn_momentum=bn_momentum,
+                       classifier_activation=classifier_activation)
     width = _check_choice("width", width, V1_WIDTHS,
                           "ShuffleNet V1 has a fixed channel table per scale factor")
     groups = _check_choice("groups", groups, V1_GROUPS,
@@ -357,8 +349,8 @@ def shufflenet_v2(input_shape=(224, 224, 3), num_classes=1000, width=1.0, includ
         else dropout
     _common.check_args(input_shape=input_shape, num_classes=num_classes, width=width,
                        include_top=include_top, pooling=pooling, dropout=resolved_dropout,
-                       weights=weights, bn_momentum=bn_momentum)
-    _check_head(classifier_activation)
+                       weights=weights, bn_momentum=bn_momentum,
+                       classifier_activation=classifier_activation)
     width = _check_choice("width", width, V2_WIDTHS,
                           "ShuffleNet V2 has a fixed channel table per width")
     table = V2_TABLES[width]

@@ -6,7 +6,6 @@ import pathlib
 import subprocess
 import sys
 import sysconfig
-import textwrap
 import venv
 import zipfile
 
