@@ -34,6 +34,8 @@ _LAZY = {
     "converters": ("tfedge.converters", None),
     "microcontroller": ("tfedge.microcontroller", None),
     "training": ("tfedge.training", None),
+    "pruning": ("tfedge.pruning", None),
+    "quantization": ("tfedge.quantization", None),
     "compress": ("tfedge.pipeline", "compress"),
     "CompressResult": ("tfedge.pipeline", "CompressResult"),
     "profile": ("tfedge.profiling", "profile"),

@@ -69,9 +69,11 @@ def test_builds_at_96x96_rgb(zoo):
 
 def test_prune_wraps_every_prunable_layer_and_nothing_else(zoo):
     _, model, _ = zoo
-    pruned = tfedge.prune(model, sparsity=0.5)
+    pruned = tfedge.prune(model, sparsity=0.5, skip=())
     wrapped = {l.layer.name for l in pruned.layers if type(l).__name__ == "PruneLowMagnitude"}
     assert wrapped and wrapped == {l.name for l in model.layers if is_prunable(l)}
+    first, *_, classifier = [l.name for l in model.layers if is_prunable(l)]
+    assert tfedge.pruning.default_skip(model) == (first, classifier)
     # Eager: tracing the graph for one or two steps costs more than running them.
     pruned.compile("adam", "sparse_categorical_crossentropy", run_eagerly=True)
     pruned.fit(IMAGES, LABELS, batch_size=8, epochs=1, verbose=0, callbacks=pruning_callbacks())

@@ -6,6 +6,7 @@ import pytest
 import tfedge
 from tfedge._keras import keras, layers
 from tfedge.models import _layers
+from tfedge import pruning
 from tfedge.pruning import is_prunable, pruning_callbacks
 
 
@@ -29,11 +30,15 @@ def data():
     return rng.random((16, 8, 8, 3), np.float32), rng.integers(0, 4, 16)
 
 
+def wrapped_names(pruned):
+    return {l.layer.name for l in pruned.layers if type(l).__name__ == "PruneLowMagnitude"}
+
+
 def test_prune_wraps_exactly_the_prunable_layers_and_leaves_the_model_alone():
     model = se_model()
     before = [w.copy() for w in model.get_weights()]
-    pruned = tfedge.prune(model, sparsity=0.75)
-    wrapped = {l.layer.name for l in pruned.layers if type(l).__name__ == "PruneLowMagnitude"}
+    pruned = tfedge.prune(model, sparsity=0.75, skip=())
+    wrapped = wrapped_names(pruned)
     assert wrapped == {l.name for l in model.layers if is_prunable(l)}
     assert {type(model.get_layer(n)).__name__ for n in wrapped} == {"Conv2D", "Dense"}
     pruned.compile("adam", "sparse_categorical_crossentropy")
@@ -44,11 +49,67 @@ def test_prune_wraps_exactly_the_prunable_layers_and_leaves_the_model_alone():
         np.testing.assert_array_equal(a, b)
 
 
+def test_stem_and_classifier_stay_dense_by_default():
+    model = se_model()
+    prunable = [l.name for l in model.layers if is_prunable(l)]
+    assert pruning.default_skip(model) == (prunable[0], prunable[-1])
+    assert wrapped_names(tfedge.prune(model)) == set(prunable[1:-1])
+    assert wrapped_names(tfedge.prune(model, skip=[prunable[1]])) == {prunable[0], prunable[-1]}
+
+
+def test_polynomial_schedule_reaches_its_final_sparsity():
+    model = se_model()
+    pruned = tfedge.prune(model, pruning.polynomial(0.0, 0.6, begin_step=0, end_step=2,
+                                                    frequency=1), skip=())
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    pruned.fit(*data(), batch_size=4, epochs=1, verbose=0, callbacks=pruning_callbacks())
+    report = {name: sparsity for name, _, _, sparsity in pruning.sparsity_report(pruned)}
+    assert set(report) == wrapped_names(pruned)
+    for sparsity in report.values():
+        assert sparsity == pytest.approx(0.6, abs=0.02)
+
+
+def test_two_of_four_structured_sparsity():
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
+
+    inputs = keras.Input((8, 8, 8))
+    x = layers.Conv2D(16, 3, padding="same", name="c1")(inputs)
+    x = layers.Conv2D(16, 1, name="c2")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(4, activation="softmax", name="fc")(x))
+    pruned = tfedge.prune(model, 0.5, m_by_n=(2, 4), skip=["fc"])
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    pruned.fit(rng.random((8, 8, 8, 8), np.float32), rng.integers(0, 4, 8), epochs=1,
+               verbose=0, callbacks=pruning_callbacks())
+    stripped = tfedge.strip(pruned)
+    for name in ("c1", "c2"):
+        kernel = stripped.get_layer(name).kernel
+        assert pruning_utils.is_pruned_m_by_n(kernel, (2, 4)), name
+        assert np.mean(kernel.numpy() == 0) == pytest.approx(0.5, abs=0.01)
+    assert np.mean(stripped.get_layer("fc").kernel.numpy() == 0) == 0
+
+
+def test_sparsity_report_counts_zeros():
+    model = se_model()
+    kernel = model.layers[1].kernel
+    kernel.assign(np.where(np.arange(kernel.shape.num_elements()).reshape(kernel.shape) % 4 == 0,
+                           0.0, 1.0))
+    name, total, zeros, sparsity = pruning.sparsity_report(model)[0]
+    assert (name, total, zeros, sparsity) == (model.layers[1].name, 216, 54, 0.25)
+
+
 def test_prune_arguments():
     with pytest.raises(ValueError, match="Received: sparsity=1.0"):
         tfedge.prune(se_model(), sparsity=1.0)
     with pytest.raises(ValueError, match=r"\['nope'\]"):
         tfedge.prune(se_model(), skip=["nope"])
+    with pytest.raises(ValueError, match=r"Received: m_by_n=\(4, 2\)"):
+        tfedge.prune(se_model(), m_by_n=(4, 2))
+    with pytest.raises(ValueError, match="`begin_step`"):
+        pruning.polynomial(0.0, 0.5, begin_step=10, end_step=10)
+    with pytest.raises(ValueError, match="Received: final_sparsity=1.5"):
+        pruning.polynomial(0.0, 1.5, begin_step=0, end_step=10)
 
 
 def test_quantize_aware_handles_custom_layers_and_multiply(tmp_path):
