@@ -38,6 +38,7 @@ _LAZY = {
     "quantization": ("tfedge.quantization", None),
     "compress": ("tfedge.pipeline", "compress"),
     "CompressResult": ("tfedge.pipeline", "CompressResult"),
+    "Distiller": ("tfedge.distill", "Distiller"),
     "profile": ("tfedge.profiling", "profile"),
     "prune": ("tfedge.pruning", "prune"),
     "strip": ("tfedge.pruning", "strip"),
