@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import tfedge
-from tfedge._keras import keras, layers, tf
+from tfedge._keras import keras, layers
 from tfedge.pruning import pruning_callbacks
 
 
