@@ -68,8 +68,22 @@ def quantize_scope():
     return _Q.quantize_scope(objects)
 
 
-def quantize_aware(model):
-    """Returns a QAT copy of a Functional or Sequential tf_keras model (fake-quant inserted)."""
+def _scheme(preserve_sparsity):
+    if not preserve_sparsity:
+        return tfmot().quantization.keras.default_8bit.Default8BitQuantizeScheme()
+    # Public in tfmot's docs as `tfmot.experimental.combine`, which 0.8.1 no longer exports.
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve \
+        import default_8bit_prune_preserve_quantize_scheme as prune_preserve
+
+    return prune_preserve.Default8BitPrunePreserveQuantizeScheme()
+
+
+def quantize_aware(model, *, preserve_sparsity=False):
+    """Returns a QAT copy of a Functional or Sequential tf_keras model (fake-quant inserted).
+
+    With `preserve_sparsity=True` (for a pruned and stripped model, see `tfedge.strip`), tfmot's
+    pruning-preserving scheme (PQAT) keeps every zero weight at zero during QAT.
+    """
     require_tf_keras_model(model)
     if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
         raise TypeError(f"quantize_aware needs a Functional or Sequential model; {model.name} is a "
@@ -87,7 +101,7 @@ def quantize_aware(model):
     with quantize_scope():
         annotated = keras.models.clone_model(source, clone_function=annotate)
         try:
-            return _Q.quantize_apply(annotated)
+            return _Q.quantize_apply(annotated, scheme=_scheme(preserve_sparsity))
         except (ValueError, RuntimeError) as exc:
             raise ValueError(f"tfmot cannot quantize {model.name}: {exc}. Layers without a "
                              "QuantizeConfig in tfmot's registry or tfedge.quantize."

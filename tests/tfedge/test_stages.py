@@ -141,3 +141,24 @@ def test_quantize_aware_refuses_subclassed_and_nested_models():
     inputs = keras.Input((8, 8, 3))
     with pytest.raises(TypeError, match="nested models"):
         tfedge.quantize_aware(keras.Model(inputs, inner(inputs)))
+
+
+@pytest.mark.parametrize("preserve, keeps_zeros", [(True, True), (False, False)])
+def test_pruning_preserving_qat_keeps_the_zeros(preserve, keeps_zeros):
+    model = se_model()
+    pruned = tfedge.prune(model, sparsity=0.5, skip=())
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    pruned.fit(*data(), epochs=1, verbose=0, callbacks=pruning_callbacks())
+    stripped = tfedge.strip(pruned)
+    zeros = {l.name: l.kernel.numpy() == 0 for l in stripped.layers if is_prunable(l)}
+    qat = tfedge.quantize_aware(stripped, preserve_sparsity=preserve)
+    qat.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    qat.fit(*data(), batch_size=4, epochs=3, verbose=0)
+    # Inside a QuantizeWrapper `.kernel` is the fake-quantized tensor; the wrapper tracks the
+    # variable itself.
+    kernels = {l.layer.name: next(w.numpy() for w in l.weights
+                                  if w.name.split("/")[-1] == "kernel:0")
+               for l in qat.layers if hasattr(l, "layer") and l.layer.name in zeros}
+    assert set(kernels) == set(zeros)
+    kept = [np.all(kernels[name][mask] == 0) for name, mask in zeros.items()]
+    assert all(kept) if keeps_zeros else not all(kept)
