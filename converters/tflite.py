@@ -1,15 +1,27 @@
-"""Keras model -> full-integer `.tflite`, and the check that no float op is left.
+"""Keras model -> `.tflite` in one of five modes, and the checks on what came out.
 
     tflite_bytes = to_int8(model, representative_data=splits.representative(200))
+    quantization_mode(tflite_bytes)       # "int8"
+    gzip_size(tflite_bytes)               # what sparsity saves shows here
 
-The converted model takes int8 input and gives int8 output, quantizes weights per channel
-(the converter's default) and has its batch dimension fixed to 1, which keeps SHAPE and
-STRIDED_SLICE ops of a dynamic batch out of the microcontroller graph.
+| function | weights | activations, input and output | needs data | runs on TFLM |
+| --- | --- | --- | --- | --- |
+| `to_int8` | int8 | int8 | yes | yes |
+| `to_int16x8` | int8 | int16 | yes | most ops (see `to_int16x8`) |
+| `to_dynamic_range` | int8 | float32 | no | no (hybrid ops) |
+| `to_float16` | float16 | float32 | no | no (float16 DEQUANTIZE) |
+| `to_float32` | float32 | float32 | no | yes |
+
+Every conversion fixes the batch dimension to 1, which keeps SHAPE and STRIDED_SLICE ops of a
+dynamic batch out of the microcontroller graph. Weights of the integer modes are quantized per
+channel (the converter's default).
 """
 
 import contextlib
+import gzip
 import itertools
 import logging
+import re
 import warnings
 
 import numpy as np
@@ -22,7 +34,7 @@ class ConversionError(RuntimeError):
 
 def _single_input_shape(model):
     if len(model.inputs) != 1:
-        raise ValueError(f"`model` must have exactly one input for int8 conversion; "
+        raise ValueError(f"`model` must have exactly one input for TFLite conversion; "
                          f"{model.name} has {len(model.inputs)}")
     shape = tuple(model.inputs[0].shape[1:])
     if any(d is None for d in shape):
@@ -61,19 +73,57 @@ def _quiet_converter():
         logger.removeFilter(drop)
 
 
-def representative_samples(data, input_shape, limit):
-    """Yields up to `limit` calibration samples shaped (1, *input_shape), float32.
+DEFAULT_NUM_SAMPLES = 200
+
+
+def _check_count(name, value):
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, or None. Received: "
+                         f"{name}={value!r}")
+    return int(value)
+
+
+def calibration_limits(num_samples=None, num_batches=None):
+    """Checks the two calibration limits and returns them as (num_samples, num_batches).
+
+    Neither given means the first 200 samples; `num_batches` alone means every image of the
+    first `num_batches` elements of the data; both mean those images, at most `num_samples`.
+    """
+    num_samples = _check_count("num_samples", num_samples)
+    num_batches = _check_count("num_batches", num_batches)
+    if num_samples is None and num_batches is None:
+        num_samples = DEFAULT_NUM_SAMPLES
+    return num_samples, num_batches
+
+
+def representative_samples(data, input_shape, num_samples=None, *, num_batches=None):
+    """Yields calibration samples shaped [(1, *input_shape)], float32, one image at a time.
 
     `data` may be a tf.data.Dataset of images or (images, labels), batched or not; a numpy
     array of images; or a callable returning an iterable of either (including TFLite's own
     representative_dataset form, lists of one batch).
+
+    `num_batches` takes every image of the first `num_batches` elements of `data` (a batch of a
+    batched dataset, one image of an unbatched one; a numpy array is a single batch) and
+    `num_samples` caps the number of images; see `calibration_limits` for the default of 200.
+    Elements past what is needed are never drawn from `data`. The limits are checked at once;
+    the data as it is drawn.
     """
+    num_samples, num_batches = calibration_limits(num_samples, num_batches)
+    input_shape = tuple(input_shape)
+    return _samples(data, input_shape, num_samples, num_batches)
+
+
+def _samples(data, input_shape, num_samples, num_batches):
     if callable(data):
         data = data()
     if isinstance(data, np.ndarray):
         data = [data]
     count = 0
-    for element in data:
+    for element in itertools.islice(data, num_batches):
         if isinstance(element, dict):
             raise ValueError("representative data of dicts is not supported; yield image arrays")
         if isinstance(element, (tuple, list)):
@@ -86,12 +136,12 @@ def representative_samples(data, input_shape, limit):
                 f"representative data must be images shaped {input_shape} (optionally "
                 f"batched); received an element shaped {images.shape}")
         for image in images:
-            if count >= limit:
-                return
             yield [image[None]]
             count += 1
+            if count == num_samples:
+                return
     if count == 0:
-        raise ValueError("representative data is empty: full int8 conversion needs samples "
+        raise ValueError("representative data is empty: full-integer conversion needs samples "
                          "to calibrate activation ranges")
 
 
@@ -100,7 +150,7 @@ def converter_for(model):
 
     It takes the frozen-graph path (no trackable object): about 1 s instead of 30 s through a
     SavedModel for MobileNetV2-0.35 at 32x32, with the same ops. Settings are left at the
-    converter's defaults (a float32 model); `to_int8` sets its own.
+    converter's defaults (a float32 model, `to_float32`); the other modes set their own.
     """
     from tfedge._keras import require_tf_keras_model, tf
 
@@ -115,33 +165,174 @@ def converter_for(model):
         return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
 
 
-def to_int8(model, representative_data, *, num_samples=200):
-    """Converts a tf_keras model to a full-int8 `.tflite` (bytes) with int8 input and output.
+# activations -> (mode name, ops set, inference I/O type name, tensor type name)
+_FULL_INTEGER = {
+    "int8": ("int8", "TFLITE_BUILTINS_INT8", "int8", "INT8"),
+    "int16": ("int16x8", "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8", "int16",
+              "INT16"),
+}
+_UNSUPPORTED_16X8 = re.compile(r"not yet supported for op: '(\w+)'")
 
-    Raises ConversionError if any float op remains (see `check_full_int8`).
-    """
+
+def _convert(converter, model, mode):
+    """Runs the converter; a failure becomes a ConversionError that names the mode and says what
+    the converter said (each line once: it repeats itself for every op of a kind)."""
+    try:
+        with _quiet_converter():
+            return converter.convert()
+    except Exception as exc:
+        lines = list(dict.fromkeys(line for line in str(exc).splitlines() if line.strip()))
+        message = f"TFLite conversion of {model.name} to {mode} failed: " + "\n".join(lines)
+        unsupported = list(dict.fromkeys(_UNSUPPORTED_16X8.findall(str(exc))))
+        if unsupported:
+            message += (f"\nint16x8 quantization has no kernel for {', '.join(unsupported)}; "
+                        "convert with to_int8, or replace the layers that make these ops")
+        raise ConversionError(message) from exc
+
+
+def _to_full_integer(model, representative_data, activations, num_samples, num_batches):
     from tfedge._keras import require_tf_keras_model, tf
 
     require_tf_keras_model(model)
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"`num_samples` must be a positive integer. Received: "
-                         f"num_samples={num_samples!r}")
+    num_samples, num_batches = calibration_limits(num_samples, num_batches)
     input_shape = _single_input_shape(model)
+    mode, ops_set, io_type, _ = _FULL_INTEGER[activations]
     # Materialize the calibration set once: the converter may iterate it more than once.
-    samples = list(representative_samples(representative_data, input_shape, num_samples))
+    samples = list(representative_samples(representative_data, input_shape, num_samples,
+                                          num_batches=num_batches))
     converter = converter_for(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: iter(samples)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    try:
-        with _quiet_converter():
-            tflite_bytes = converter.convert()
-    except Exception as exc:
-        raise ConversionError(f"TFLite conversion of {model.name} to int8 failed: {exc}") from exc
-    check_full_int8(tflite_bytes)
+    converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, ops_set)]
+    converter.inference_input_type = getattr(tf, io_type)
+    converter.inference_output_type = getattr(tf, io_type)
+    tflite_bytes = _convert(converter, model, mode)
+    check_full_integer(tflite_bytes, activations)
     return tflite_bytes
+
+
+def to_int8(model, representative_data, *, num_samples=None, num_batches=None):
+    """Converts a tf_keras model to a full-int8 `.tflite` (bytes) with int8 input and output.
+
+    Calibrates on the first `num_samples` images (200 when neither limit is given) or on every
+    image of the first `num_batches` elements of `representative_data` (see
+    `representative_samples`). Raises ConversionError if any float op remains (see
+    `check_full_int8`).
+    """
+    return _to_full_integer(model, representative_data, "int8", num_samples, num_batches)
+
+
+def to_int16x8(model, representative_data, *, num_samples=None, num_batches=None):
+    """Converts a tf_keras model to an int16x8 `.tflite`: int16 activations, input and output,
+    int8 weights (per channel) and int64 biases; calibrated as `to_int8` is.
+
+    It keeps much more of the activations' resolution than int8 for twice their memory, and is
+    TFLite's answer for models that lose too much at int8. The converter has no 16x8 kernel for
+    HARD_SWISH (MobileNetV3), PRELU, ELU, LOG_SOFTMAX, DEPTH_TO_SPACE and SPACE_TO_DEPTH, and
+    refuses such models (ConversionError naming the op). TFLM runs the rest of tfedge's zoo in
+    this mode (conv, depthwise, fully connected, add, mul, mean, pools, concatenation, split,
+    reshape, transpose, softmax) but lacks int16 REDUCE_MAX (GlobalMaxPooling2D) and
+    RESIZE_BILINEAR. Two of its int16 kernels round differently from LiteRT's reference ones, so
+    `tflm.compare_with_reference` is not exact for models that hold them: FULLY_CONNECTED
+    rescales with a 16-bit multiplier where LiteRT uses 31 bits (about 1 output in 6 off by 1,
+    a SOFTMAX after it by a step or two), and MUL derives its multiplier from the scales in
+    double precision where LiteRT uses float32 (about 1 output in 5000, those on a half, off
+    by 1).
+
+    Raises ConversionError if any float op remains or I/O is not int16 (`check_full_integer`).
+    """
+    return _to_full_integer(model, representative_data, "int16", num_samples, num_batches)
+
+
+def _to_float_io(model, mode, configure):
+    from tfedge._keras import require_tf_keras_model, tf
+
+    require_tf_keras_model(model)
+    converter = converter_for(model)
+    configure(converter, tf)
+    return _convert(converter, model, mode)
+
+
+def to_dynamic_range(model):
+    """Converts a tf_keras model with int8 weights and float32 activations, input and output
+    (dynamic-range quantization: no representative data; LiteRT quantizes activations on the
+    fly inside each op).
+
+    About 1/4 of the float32 file. Tensors under 1024 elements (biases, small kernels) stay
+    float32, as the converter decides; a model made only of those comes back all float32.
+    TFLM cannot run these models (it has no hybrid kernels).
+    """
+    def configure(converter, tf):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    return _to_float_io(model, "dynamic range", configure)
+
+
+def to_float16(model):
+    """Converts a tf_keras model with float16 weights, dequantized to float32 when the model
+    loads; activations, input and output are float32. About 1/2 of the float32 file; TFLM cannot
+    run it (its DEQUANTIZE takes integer inputs only)."""
+    def configure(converter, tf):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+
+    return _to_float_io(model, "float16", configure)
+
+
+def to_float32(model):
+    """Converts a tf_keras model without any optimization: float32 everywhere, batch 1."""
+    return _to_float_io(model, "float32", lambda converter, tf: None)
+
+
+def gzip_size(data):
+    """Bytes of `data` (bytes-like) after gzip at level 9 with a zero timestamp.
+
+    The same bytes always give the same size. Zeros that pruning leaves in the weights do not
+    shrink a `.tflite` itself but do shrink it compressed, so this is how sparsity is measured.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"`data` must be bytes, bytearray or memoryview (a .tflite's contents). "
+                        f"Received: {type(data).__module__}.{type(data).__qualname__}")
+    return len(gzip.compress(bytes(data), compresslevel=9, mtime=0))
+
+
+MODES = ("int8", "int16x8", "dynamic", "float16", "float32")
+_ACTIVATION_TYPES = {"INT8": "int8", "INT16": "int16x8", "FLOAT32": "float"}
+
+
+def quantization_mode(tflite_bytes):
+    """Which conversion made a `.tflite`: one of MODES, from its tensors alone (no TensorFlow).
+
+    The activations (tensors without data) decide between the integer modes: mostly INT8 is
+    "int8" (float I/O wrappers included), mostly INT16 "int16x8". With float32 activations the
+    weights decide: any INT8 constant is "dynamic", else any FLOAT16 constant "float16", else
+    "float32". Raises ValueError for anything else (a uint8 model, say).
+    """
+    model = tflite_reader.read_tflite(tflite_bytes)
+    activations = {}
+    constants = set()
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            if model.buffers[tensor.buffer].size:
+                constants.add(tensor.type_name)
+            elif tensor.type_name in ("INT8", "INT16", "FLOAT32", "FLOAT16", "UINT8"):
+                activations[tensor.type_name] = activations.get(tensor.type_name, 0) + 1
+    if not activations:
+        raise ValueError("cannot tell the quantization mode: the model has no activation "
+                         "tensors")
+    dominant = max(activations, key=activations.get)
+    kind = _ACTIVATION_TYPES.get(dominant)
+    if kind is None:
+        raise ValueError(f"cannot tell the quantization mode: most activations are {dominant} "
+                         f"(counts {activations}); tfedge makes int8, int16x8, dynamic, float16 "
+                         "and float32 models")
+    if kind != "float":
+        return kind
+    if "INT8" in constants:
+        return "dynamic"
+    if "FLOAT16" in constants:
+        return "float16"
+    return "float32"
 
 
 def float_ops(tflite_bytes):
@@ -165,7 +356,8 @@ _SOFTMAX_MIN_INPUT_SCALE = 2.0 ** -26
 
 
 def degenerate_ops(tflite_bytes):
-    """Ops whose calibrated ranges are too narrow for TFLite's int8 kernels to run them."""
+    """Ops whose calibrated ranges are too narrow for TFLite's kernels to run them (today: an
+    int8 SOFTMAX whose input scale is too small, which aborts the interpreter)."""
     model = tflite_reader.read_tflite(tflite_bytes)
     found = []
     for subgraph in model.subgraphs:
@@ -173,6 +365,8 @@ def degenerate_ops(tflite_bytes):
             if op.name != "SOFTMAX":
                 continue
             tensor = subgraph.tensors[op.inputs[0]]
+            if tensor.type_name != "INT8":
+                continue  # the int16 kernel uses a lookup table and has no such limit
             scale = tensor.quantization.scale if tensor.quantization else ()
             if scale and scale[0] <= _SOFTMAX_MIN_INPUT_SCALE:
                 found.append(
@@ -185,14 +379,26 @@ def degenerate_ops(tflite_bytes):
 def check_full_int8(tflite_bytes):
     """Raises ConversionError if a float op is left, I/O is not int8 with batch 1, or a
     calibrated range is too narrow for TFLite's kernels (which would abort the interpreter)."""
+    check_full_integer(tflite_bytes, "int8")
+
+
+def check_full_integer(tflite_bytes, activations="int8"):
+    """Raises ConversionError unless the model is full integer with `activations` ("int8" or
+    "int16") input and output of batch 1, without a float op or a range too narrow for TFLite's
+    kernels (which would abort the interpreter)."""
+    if activations not in _FULL_INTEGER:
+        raise ValueError(f"`activations` must be one of {sorted(_FULL_INTEGER)}. Received: "
+                         f"activations={activations!r}")
+    mode, _, _, type_name = _FULL_INTEGER[activations]
     problems = float_ops(tflite_bytes)
     model = tflite_reader.read_tflite(tflite_bytes)
     main = model.subgraphs[0]
     for role, indices in (("input", main.inputs), ("output", main.outputs)):
         for i in indices:
             tensor = main.tensors[i]
-            if tensor.type_name != "INT8":
-                problems.append(f"model {role} {tensor.name!r} is {tensor.type_name}, not INT8")
+            if tensor.type_name != type_name:
+                problems.append(f"model {role} {tensor.name!r} is {tensor.type_name}, not "
+                                f"{type_name}")
             signature = tensor.shape_signature or tensor.shape
             if not signature or signature[0] != 1:
                 problems.append(f"model {role} {tensor.name!r} has batch dimension "
@@ -200,11 +406,12 @@ def check_full_int8(tflite_bytes):
     degenerate = degenerate_ops(tflite_bytes)
     if degenerate:
         raise ConversionError(
-            "the int8 model would abort TFLite's interpreters:\n  " + "\n  ".join(degenerate) +
+            f"the {mode} model would abort TFLite's interpreters:\n  " +
+            "\n  ".join(degenerate) +
             "\nThe logits are (almost) constant on the calibration data. Train the model before "
             "converting it, or calibrate with data that exercises it.")
     if problems:
         raise ConversionError(
-            "the model is not full int8:\n  " + "\n  ".join(problems) +
-            "\nEvery layer must have an int8 TFLite kernel; replace or remove the layers above "
-            "(a Lambda or an unsupported op often leaves a float op behind).")
+            f"the model is not full {mode}:\n  " + "\n  ".join(problems) +
+            f"\nEvery layer must have an {mode} TFLite kernel; replace or remove the layers "
+            "above (a Lambda or an unsupported op often leaves a float op behind).")

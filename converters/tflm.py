@@ -5,7 +5,12 @@
     assert agreement.exact                                 # TFLM == LiteRT reference kernels
 
 TFLM can end the process it runs in (a too-small arena segfaults), so every call runs it in a
-subprocess (`_tflm_worker.py`) and turns a failure into a `TFLMError` with the reason.
+subprocess (`_tflm_worker.py`) and turns a failure into a `TFLMError` with the reason and, where
+TFLM names it, the op it could not run.
+
+Models with int8, int16 (int16x8) and float32 input and output all work. TFLM refuses
+dynamic-range models (hybrid kernels) and float16 ones (float16 DEQUANTIZE), and lacks some int16
+kernels (see `tfedge.converters.tflite.to_int16x8`).
 
 The arena is measured on a 64-bit host. TFLM's bookkeeping structs hold pointers, so a 32-bit
 Cortex-M needs a little less; the activation buffers, which dominate, are the same size.
@@ -27,6 +32,9 @@ from tfedge.converters import tflite_reader
 ALIGNMENT = 16  # TFLM aligns arena allocations to 16 bytes.
 _MAX_ARENA = 1 << 30
 _RECORDED = re.compile(r"Arena allocation total (\d+) bytes")
+# How TFLM names the op it failed on.
+_FAILED_NODE = re.compile(r"Node (\S+) \(number (\d+)\) failed to (\w+)")
+_MISSING_KERNEL = re.compile(r"Didn't find op for (builtin|custom) opcode '([^']+)'")
 
 
 class TFLMError(RuntimeError):
@@ -35,12 +43,16 @@ class TFLMError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Agreement:
-    """How TFLM's outputs compare with LiteRT's reference kernels on the same inputs."""
+    """How TFLM's outputs compare with LiteRT's reference kernels on the same inputs.
+
+    `max_abs_diff` is in output units: integer steps for quantized outputs, a float for float
+    outputs.
+    """
 
     num_inputs: int
     total_values: int
     mismatched_values: int
-    max_abs_diff: int
+    max_abs_diff: int | float
 
     @property
     def exact(self):
@@ -56,6 +68,7 @@ class _Session:
 
     def __init__(self, tflite_bytes, timeout):
         model = tflite_reader.read_tflite(tflite_bytes)
+        self.model = model
         main = model.subgraphs[0]
         self.num_inputs, self.num_outputs = len(main.inputs), len(main.outputs)
         self.activation_bytes = sum(t.nbytes or 0 for t in main.tensors
@@ -91,11 +104,41 @@ class _Session:
         return self.call(arena).returncode == 0
 
 
-def _describe(proc):
+def _op_signature(subgraph, op):
+    def types(indices):
+        return ", ".join(subgraph.tensors[i].type_name for i in indices if i >= 0) or "none"
+
+    return f"{op.name} #{op.index} (inputs {types(op.inputs)}; outputs {types(op.outputs)})"
+
+
+def _failed_op(stderr, model):
+    """The op TFLM says it failed on, as "op CONV_2D #3 (inputs ...; outputs ...) failed to
+    prepare", or None when its messages name no op. `model` is the parsed `.tflite`."""
+    main = model.subgraphs[0] if model.subgraphs else None
+    node = _FAILED_NODE.search(stderr)
+    if node:
+        name, index, stage = node.group(1), int(node.group(2)), node.group(3)
+        if main is not None and index < len(main.operators) \
+                and main.operators[index].name == name:
+            return f"op {_op_signature(main, main.operators[index])} failed to {stage}"
+        return f"op {name} #{index} failed to {stage}"
+    missing = _MISSING_KERNEL.search(stderr)
+    if missing:
+        name = missing.group(2)
+        ops = [op for op in main.operators if op.name == name] if main is not None else []
+        where = _op_signature(main, ops[0]) if ops else name
+        return f"op {where} has no kernel in TFLM's op resolver ({missing.group(1)} op)"
+    return None
+
+
+def _describe(proc, model=None):
     if proc.returncode < 0:
         reason = f"killed by signal {-proc.returncode}"
     else:
         reason = f"exit status {proc.returncode}"
+    op = _failed_op(proc.stderr, model) if model is not None else None
+    if op:
+        reason = f"{op}; {reason}"
     tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
     return f"{reason}; TFLM said:\n{tail}" if tail else reason
 
@@ -122,7 +165,8 @@ def _find(session):
         if proc.returncode == 0:
             break
         if not _arena_too_small(proc) or hi >= _MAX_ARENA:
-            raise TFLMError(f"the TFLM interpreter cannot run the model: {_describe(proc)}")
+            raise TFLMError(f"the TFLM interpreter cannot run the model: "
+                            f"{_describe(proc, session.model)}")
         hi *= 2
     recorded = _RECORDED.search(proc.stderr)
     if recorded and _align(int(recorded.group(1))) < hi:
@@ -148,10 +192,35 @@ def find_arena_size(tflite_bytes, *, timeout=120):
         return _find(session)
 
 
+_NUMPY_TYPES = {"INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
+                "UINT8": np.uint8, "FLOAT32": np.float32, "FLOAT16": np.float16, "BOOL": np.bool_}
+
+
+def _check_samples(samples, model):
+    main = model.subgraphs[0]
+    for s, sample in enumerate(samples):
+        if len(sample) != len(main.inputs):
+            raise ValueError(f"sample {s} holds {len(sample)} arrays; the model has "
+                             f"{len(main.inputs)} inputs")
+        for i, value in zip(main.inputs, sample):
+            tensor = main.tensors[i]
+            want = _NUMPY_TYPES.get(tensor.type_name)
+            value = np.asarray(value)
+            if (want is not None and value.dtype != want) or value.shape != tensor.shape:
+                raise ValueError(
+                    f"sample {s}: input {tensor.name!r} wants {tensor.type_name} "
+                    f"{tensor.shape}; received {value.dtype.name} {value.shape}. Quantize float "
+                    "images with `interpreter.quantize` and the input's scale and zero point")
+
+
 def run(tflite_bytes, samples, *, arena_size=None, timeout=300):
-    """Runs each sample (a list of input arrays) through TFLM; returns a list of output lists."""
+    """Runs each sample (a list of input arrays) through TFLM; returns a list of output lists.
+
+    Each array must have its input's type and shape (int8, int16 or float32, batch 1).
+    """
     samples = [list(s) for s in samples]
     with _Session(tflite_bytes, timeout) as session:
+        _check_samples(samples, session.model)
         arena = arena_size or _find(session)
         inputs = {f"s{s}_i{i}": np.asarray(v) for s, sample in enumerate(samples)
                   for i, v in enumerate(sample)}
@@ -159,26 +228,38 @@ def run(tflite_bytes, samples, *, arena_size=None, timeout=300):
         proc = session.call(arena, session.path("in.npz"), session.path("out.npz"))
         if proc.returncode != 0:
             raise TFLMError(f"the TFLM interpreter failed with a {arena}-byte arena: "
-                            f"{_describe(proc)}")
+                            f"{_describe(proc, session.model)}")
         with np.load(session.path("out.npz")) as npz:
             return [[npz[f"s{s}_o{o}"] for o in range(session.num_outputs)]
                     for s in range(len(samples))]
 
 
 def compare_with_reference(tflite_bytes, *, num_inputs=20, seed=0, arena_size=None):
-    """Runs random integer inputs through TFLM and LiteRT's reference kernels; compares."""
+    """Runs random inputs through TFLM and LiteRT's reference kernels; compares the outputs.
+
+    Integer inputs (int8, int16) are uniform over their whole range, float inputs uniform in
+    [0, 1) (`interpreter.random_inputs`). Outputs agree only when equal, float ones too (TFLM's
+    float kernels are ports of the same reference code and matched exactly on tfedge's float32
+    models); `max_abs_diff` says by how much they do not.
+    """
     reference = litert.make_interpreter(tflite_bytes, reference=True)
     samples = litert.random_inputs(reference, num_inputs, seed=seed)
     expected = [litert.invoke(reference, sample) for sample in samples]
     actual = run(tflite_bytes, samples, arena_size=arena_size)
-    total = mismatched = max_diff = 0
+    total = mismatched = 0
+    max_diffs = []
     for exp_outputs, act_outputs in zip(expected, actual):
         for e, a in zip(exp_outputs, act_outputs):
-            if e.shape != a.shape:
-                raise TFLMError(f"TFLM output shape {a.shape} differs from LiteRT's {e.shape}")
-            diff = np.abs(e.astype(np.int64) - a.astype(np.int64))
+            if e.shape != a.shape or e.dtype != a.dtype:
+                raise TFLMError(f"TFLM output {a.dtype.name} {a.shape} differs from LiteRT's "
+                                f"{e.dtype.name} {e.shape}")
+            if np.issubdtype(e.dtype, np.integer):
+                diff = np.abs(e.astype(np.int64) - a.astype(np.int64))
+                max_diffs.append(int(diff.max(initial=0)))
+            else:
+                diff = np.abs(e.astype(np.float64) - a.astype(np.float64))
+                max_diffs.append(float(diff.max(initial=0.0)))
             total += diff.size
-            mismatched += int(np.count_nonzero(diff))
-            max_diff = max(max_diff, int(diff.max(initial=0)))
+            mismatched += int(np.count_nonzero(e != a))
     return Agreement(num_inputs=num_inputs, total_values=total, mismatched_values=mismatched,
-                     max_abs_diff=max_diff)
+                     max_abs_diff=max(max_diffs, default=0))

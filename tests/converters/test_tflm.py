@@ -86,3 +86,5 @@ def test_an_op_tflm_lacks_fails_at_once_with_its_message(int8_tflite):
     with pytest.raises(tflm.TFLMError, match="cannot run the model") as info:
         tflm.find_arena_size(patched)
     assert "exit status 3" in str(info.value)
+    assert "op LSH_PROJECTION #" in str(info.value)  # the op, found in the model by its name
+    assert "has no kernel in TFLM's op resolver" in str(info.value)
