@@ -55,6 +55,10 @@ QUANTIZE_CONFIGS = {
     _layers.HardSwish: OutputQuantizeConfig,
     _layers.HardSigmoid: OutputQuantizeConfig,
     keras.layers.Multiply: OutputQuantizeConfig,
+    # What tfedge.compat.as_tf_keras makes of `x * scale + offset` ops and Keras 3 Rescaling, and
+    # of `x - y` on two tensors.
+    keras.layers.Rescaling: OutputQuantizeConfig,
+    keras.layers.Subtract: OutputQuantizeConfig,
     _layers.ChannelShuffle: PassThroughQuantizeConfig,
     _layers.ChannelSplit: PassThroughQuantizeConfig,
 }
