@@ -9,7 +9,9 @@ stem convolution and the classifier unless asked; the others (depthwise convolut
 BatchNorm, tfedge's custom layers, ...) are left as they are.
 """
 
-from tfedge._keras import clone_with_weights, keras, require_tf_keras_model, tfmot
+import dataclasses
+
+from tfedge._keras import clone_with_weights, keras, require_tf_keras_model, tf, tfmot
 
 _S = tfmot().sparsity.keras
 
@@ -98,19 +100,80 @@ def prune(model, sparsity=0.5, *, m_by_n=None, skip=None):
     return keras.models.clone_model(source, clone_function=wrap)
 
 
-def sparsity_report(model):
-    """Per prunable layer: (name, weights, zeros, sparsity), wrapped or stripped models alike."""
+def _kernel_variables(layer):
+    """The prunable weight variables of a plain, pruning-wrapped or QAT-wrapped layer."""
+    inner = getattr(layer, "layer", layer)
+    if inner is layer:
+        if hasattr(layer, "get_prunable_weights"):
+            return list(layer.get_prunable_weights())
+        return [layer.kernel]
+    # In a wrapper the inner layer's attributes may hold derived tensors (QAT's fake-quantized
+    # kernel); the variables themselves are the wrapper's weights of the same name.
+    wanted = ("depthwise_kernel", "kernel") if not hasattr(inner, "get_prunable_weights") else \
+        tuple(w.name.split("/")[-1].split(":")[0] for w in inner.get_prunable_weights())
+    return [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in wanted]
+
+
+def _kernel_arrays(layer):
+    return [v.numpy() for v in _kernel_variables(layer)]
+
+
+class KeepZeros(keras.callbacks.Callback):
+    """Keeps every zero weight of the named layers at zero while a model trains.
+
+    After each training step the weights that were zero when training began are set back to
+    zero (a projection onto the pruned model's sparsity pattern). tfmot's pruning-preserving QAT
+    does this inside its weight quantizers, but only for layers whose QuantizeConfig it knows;
+    tfedge adds this callback for the rest (e.g. squeeze-excite convolutions, which tfmot's
+    transforms give a no-op config).
+    """
+
+    def __init__(self, model, layer_names):
+        super().__init__()
+        names = set(layer_names)
+        self._variables = [v for l in model.layers if getattr(l, "layer", l).name in names
+                           for v in _kernel_variables(l)]
+        self._masks = None
+
+    def on_train_begin(self, logs=None):
+        self._masks = [tf.cast(tf.not_equal(v, 0), v.dtype) for v in self._variables]
+
+    def on_train_batch_end(self, batch, logs=None):
+        for variable, mask in zip(self._variables, self._masks):
+            variable.assign(variable * mask)
+
+
+def sparsity_report(model, layer_names=None):
+    """Per prunable layer: (name, weights, zeros, sparsity).
+
+    Works on plain, pruning-wrapped and QAT-wrapped models alike; `layer_names` limits the
+    report to those layers (by their original names).
+    """
     rows = []
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
-        if not is_prunable(inner):
+        if not is_prunable(inner) or (layer_names is not None and inner.name not in layer_names):
             continue
-        kernels = [w.numpy() for w in inner.get_prunable_weights()] \
-            if hasattr(inner, "get_prunable_weights") else [inner.kernel.numpy()]
+        kernels = _kernel_arrays(layer)
         total = sum(k.size for k in kernels)
         zeros = sum(int((k == 0).sum()) for k in kernels)
         rows.append((inner.name, total, zeros, zeros / total if total else 0.0))
     return rows
+
+
+def pruned_layer_names(model):
+    """Original names of the layers a `prune`d model wraps."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+    return tuple(l.layer.name for l in model.layers
+                 if isinstance(l, pruning_wrapper.PruneLowMagnitude))
+
+
+def overall_sparsity(model, layer_names=None):
+    """Zeros / weights over the prunable layers (or those named in `layer_names`)."""
+    rows = sparsity_report(model, layer_names)
+    total = sum(r[1] for r in rows)
+    return sum(r[2] for r in rows) / total if total else 0.0
 
 
 def pruning_callbacks():
@@ -121,3 +184,62 @@ def pruning_callbacks():
 def strip(model):
     """Removes the pruning wrappers, leaving the (sparse) weights in plain layers."""
     return _S.strip_pruning(model)
+
+
+SCHEDULES = ("polynomial", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prune:
+    """What `tfedge.compress(prune=...)` should do: magnitude pruning through tfmot.
+
+    Args:
+      sparsity: the final fraction of zero weights in the pruned layers, in (0, 1).
+      schedule: "polynomial" ramps sparsity from 0 over the first 70% of the fine-tuning steps
+        (tfmot's recommended gradual pruning, Zhu & Gupta 2017), "constant" prunes to `sparsity`
+        from the first step.
+      m_by_n: e.g. (2, 4) for 2:4 structured sparsity (see `prune`).
+      skip: layer names to leave dense; None means `default_skip` (stem and classifier).
+    """
+
+    sparsity: float = 0.5
+    schedule: str = "polynomial"
+    m_by_n: tuple = None
+    skip: tuple = None
+
+    def __post_init__(self):
+        if not isinstance(self.sparsity, (int, float)) or isinstance(self.sparsity, bool) or \
+                not 0 < self.sparsity < 1:
+            raise ValueError(f"`sparsity` must be a number in (0, 1), e.g. 0.75. Received: "
+                             f"sparsity={self.sparsity!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"`schedule` must be one of {SCHEDULES}. Received: "
+                             f"schedule={self.schedule!r}")
+
+    def wrap(self, model, total_steps):
+        """A pruning copy of `model` whose schedule reaches `sparsity` within `total_steps`."""
+        if not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"pruning needs at least one training step. Received: "
+                             f"total_steps={total_steps!r}")
+        if self.schedule == "constant":
+            schedule = self.sparsity
+        else:
+            # tfmot prunes only at steps where (step - begin) % frequency == 0, so end_step is
+            # a multiple of the frequency: otherwise the final sparsity is never applied.
+            ramp = max(1, int(0.7 * total_steps))
+            frequency = max(1, ramp // 10)
+            schedule = polynomial(0.0, self.sparsity, begin_step=0,
+                                  end_step=frequency * max(1, ramp // frequency),
+                                  frequency=frequency)
+        return prune(model, schedule, m_by_n=self.m_by_n, skip=self.skip)
+
+
+def as_prune_spec(value):
+    """`compress(prune=...)` accepts a Prune, a sparsity number or None."""
+    if value is None or isinstance(value, Prune):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Prune(sparsity=value)
+    raise TypeError(f"`prune` must be a tfedge.Prune(...), a sparsity in (0, 1) or None. "
+                    f"Received: {type(value).__name__}")
+

@@ -162,3 +162,40 @@ def test_pruning_preserving_qat_keeps_the_zeros(preserve, keeps_zeros):
     assert set(kernels) == set(zeros)
     kept = [np.all(kernels[name][mask] == 0) for name, mask in zeros.items()]
     assert all(kept) if keeps_zeros else not all(kept)
+
+
+def se_relu_model():
+    """A squeeze-excite block as MobileNetV3 has it: the reduce convolution ends in a ReLU."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization()(x)
+    gate = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    gate = layers.Conv2D(8, 1, name="se_reduce")(gate)
+    gate = layers.ReLU()(gate)
+    gate = layers.Conv2D(16, 1, name="se_expand")(gate)
+    gate = _layers.HardSigmoid()(gate)
+    x = layers.Multiply()([x, gate])
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(4, activation="softmax")(x))
+
+
+@pytest.mark.parametrize("keep_zeros", [True, False])
+def test_keep_zeros_covers_what_pruning_preserving_qat_misses(keep_zeros):
+    # tfmot's transforms give a Conv2D followed by a ReLU a no-op QuantizeConfig, and its PQAT
+    # scheme then leaves that layer's zeros free to move; KeepZeros holds them.
+    pruned = tfedge.prune(se_relu_model(), sparsity=0.5, skip=())
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    pruned.fit(*data(), epochs=1, verbose=0, callbacks=pruning_callbacks())
+    stripped = tfedge.strip(pruned)
+    names = pruning.pruned_layer_names(pruned)
+    assert "se_reduce" in names
+    qat = tfedge.quantize_aware(stripped, preserve_sparsity=True)
+    qat.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy", run_eagerly=True)
+    callbacks = [pruning.KeepZeros(qat, names)] if keep_zeros else []
+    qat.fit(*data(), batch_size=4, epochs=2, verbose=0, callbacks=callbacks)
+    after = {name: sparsity for name, _, _, sparsity in pruning.sparsity_report(qat, names)}
+    assert set(after) == set(names)
+    if keep_zeros:
+        assert all(s == pytest.approx(0.5, abs=0.02) for s in after.values()), after
+    else:
+        assert after["se_reduce"] < 0.4, after
