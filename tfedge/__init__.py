@@ -41,9 +41,13 @@ _LAZY = {
     "Distiller": ("tfedge.distill", "Distiller"),
     "profile": ("tfedge.profiling", "profile"),
     "prune": ("tfedge.pruning", "prune"),
+    "Prune": ("tfedge.pruning", "Prune"),
     "strip": ("tfedge.pruning", "strip"),
     "quantize_aware": ("tfedge.quantization", "quantize_aware"),
     "quantize_scope": ("tfedge.quantization", "quantize_scope"),
+    "load_model": ("tfedge.saving", "load_model"),
+    "compat": ("tfedge.compat", None),
+    "as_tf_keras": ("tfedge.compat", "as_tf_keras"),
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

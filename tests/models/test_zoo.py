@@ -1,8 +1,9 @@
 """One harness for every registered model: tiny configurations through every stage.
 
 A new family only adds its tiny configuration to TINY; the harness then checks that tfmot can
-prune it and train it quantization-aware with no user code, that it converts to full int8 with
-microcontroller-friendly ops, and that TFLM runs it with LiteRT's reference outputs.
+prune it, that `tfedge.compress` takes it through pruning, distillation and pruning-preserving
+QAT to full int8 with no user code, that the int8 graph has microcontroller-friendly ops, and
+that TFLM runs it with LiteRT's reference outputs.
 """
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import tfedge
 from tfedge import models
 from tfedge._keras import keras
-from tfedge.converters import read_tflite, tflm, to_int8
+from tfedge.converters import check_full_int8, read_tflite, tflm, to_int8
 from tfedge.pruning import is_prunable, pruning_callbacks
 
 pytestmark = pytest.mark.integration
@@ -82,15 +83,24 @@ def test_prune_wraps_every_prunable_layer_and_nothing_else(zoo):
     assert np.mean(np.concatenate([k.ravel() for k in kernels]) == 0) == pytest.approx(0.5, abs=0.02)
 
 
-def test_quantize_aware_trains_a_step_and_converts_to_full_int8(zoo):
+def test_compress_prunes_distills_and_trains_quantization_aware(zoo):
+    """Every stage on every family: prune 50% -> distill (the model as its own teacher) ->
+    pruning-preserving QAT -> strip -> full int8, two steps each."""
     _, model, _ = zoo
-    qat = tfedge.quantize_aware(model)
-    qat.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True)
-    before = [w.numpy().copy() for w in qat.trainable_weights]
-    history = qat.fit(IMAGES, LABELS, batch_size=16, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, qat.trainable_weights))
-    to_int8(qat, IMAGES, num_samples=16)  # raises if any float op is left
+    before = [w.copy() for w in model.get_weights()]
+    result = tfedge.compress(model, train_data=(IMAGES, LABELS), val_data=(IMAGES, LABELS),
+                             prune=tfedge.Prune(0.5, schedule="constant"), quantize="qat",
+                             teacher=model, epochs=1, batch_size=8, tflm_check=False,
+                             run_eagerly=True)
+    m = result.metrics
+    assert m["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert m["sparsity_after_qat"] == m["sparsity"]
+    assert np.isfinite(m["qat_accuracy"]) and 0 <= m["int8_accuracy"] <= 1
+    check_full_int8(result.tflite)
+    # int8 (about 1/4) with half the weights of most layers zero: well under a third gzipped.
+    assert m["tflite_gzip_bytes"] < m["original_gzip_bytes"] / 3
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_int8_graph_is_microcontroller_friendly(zoo):
