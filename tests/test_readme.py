@@ -23,7 +23,8 @@ def test_python_example_runs(tmp_path):
     (example,) = re.findall(r"## From Python\n\n```python\n(.*?)```", text, re.S)
     assert len(example.strip().splitlines()) == 5
     code = example.replace("epochs=30", "epochs=1")
-    code += ("\nimport json, os; assert sorted(os.listdir('out')) == ['model.tflite', "
+    code += ("\nimport json, os; assert sorted(os.listdir('out')) == ['accuracy_vs_size.png', "
+             "'model.tflite', "
              "'model_data.cc', 'model_data.h', 'report.json', 'report.md']"
              "\nm = json.load(open('out/report.json'))"
              "\nassert m['tflm_exact'] and m['arena_bytes'] > 0 and m['int8_accuracy'] > 0\n")
