@@ -191,6 +191,26 @@ def _outputs_probabilities(model):
     return getattr(activation, "__name__", "") == "softmax"
 
 
+STAGES = ("prune", "distill", "qat")
+
+
+def _stage_epochs(epochs, default=2):
+    """`epochs` (a count, or a dict per stage) as {stage: epochs}."""
+    if isinstance(epochs, dict):
+        unknown = sorted(set(epochs) - set(STAGES))
+        if unknown:
+            raise ValueError(f"`epochs` names unknown stages {unknown}; the training stages are "
+                             f"{list(STAGES)}")
+        per_stage = {stage: epochs.get(stage, default) for stage in STAGES}
+    else:
+        per_stage = dict.fromkeys(STAGES, epochs)
+    for stage, value in per_stage.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"`epochs` must be an integer >= 1 or a dict of them per stage. "
+                             f"Received: epochs={epochs!r}")
+    return per_stage
+
+
 def _check_count(name, value, minimum=1):
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
@@ -244,7 +264,7 @@ class _Trainer:
 
     x: np.ndarray
     y: np.ndarray
-    epochs: int
+    epochs: dict  # stage -> epochs
     batch_size: int
     learning_rate: float
     seed: int
@@ -254,17 +274,16 @@ class _Trainer:
     distill: dict = None
     run_eagerly: bool = False
 
-    @property
-    def steps(self):
-        return math.ceil(len(self.x) / self.batch_size) * self.epochs
+    def steps(self, stage):
+        return math.ceil(len(self.x) / self.batch_size) * self.epochs[stage]
 
-    def fit(self, model, callbacks=()):
+    def fit(self, model, stage, callbacks=()):
         from tfedge import training
         from tfedge._keras import keras, tf
 
         teacher_trainable = getattr(self.teacher, "trainable", None)
         training.seed_everything(self.seed)
-        schedule = keras.optimizers.schedules.CosineDecay(self.learning_rate, self.steps)
+        schedule = keras.optimizers.schedules.CosineDecay(self.learning_rate, self.steps(stage))
         optimizer = keras.optimizers.Adam(schedule)
         if self.teacher is not None:
             from tfedge.distill import Distiller
@@ -283,7 +302,8 @@ class _Trainer:
                 .shuffle(len(self.x), seed=self.seed, reshuffle_each_iteration=True)
                 .batch(self.batch_size))
         try:
-            net.fit(data, epochs=self.epochs, verbose=self.verbose, callbacks=list(callbacks))
+            net.fit(data, epochs=self.epochs[stage], verbose=self.verbose,
+                    callbacks=list(callbacks))
         finally:
             if self.teacher is not None:  # the Distiller froze it; the caller's stays as it was
                 self.teacher.trainable = teacher_trainable
@@ -317,7 +337,9 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
       teacher: a trained (larger) model; every training stage then distills from it. When no
         stage trains (no pruning, no QAT), a distillation stage of `epochs` epochs runs.
       distill: keyword arguments for `tfedge.Distiller` (temperature, alpha, features, beta).
-      epochs, batch_size, learning_rate: fine-tuning of each training stage (Adam, cosine decay).
+      epochs: fine-tuning epochs of each training stage, or a dict per stage such as
+        {"prune": 8, "qat": 2} (stages: "prune", "distill", "qat"; missing ones get 2).
+      batch_size, learning_rate: fine-tuning of each training stage (Adam, cosine decay).
       target: "cortex-m4", "cortex-m7" or a `Target`: the report says whether the model and its
         arena fit the chip, and the target demands a full-integer model.
       representative_data: calibration images (dataset, array or generator).
@@ -343,8 +365,8 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
                          f"quantize={quantize!r}")
     prune = pruning.as_prune_spec(prune)
     target = _target(target)
-    for name, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 1),
-                                 ("tflm_inputs", tflm_inputs, 1)):
+    epochs = _stage_epochs(epochs)
+    for name, value, minimum in (("batch_size", batch_size, 1), ("tflm_inputs", tflm_inputs, 1)):
         _check_count(name, value, minimum)
     if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be a number > 0. Received: "
@@ -427,7 +449,7 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
                            learning_rate=float(learning_rate), seed=seed, verbose=verbose,
                            from_logits=not _outputs_probabilities(model), teacher=teacher,
                            distill=distill, run_eagerly=run_eagerly)
-        metrics.update(epochs=epochs, train_samples=int(len(train[1])))
+        metrics.update(epochs=dict(epochs), train_samples=int(len(train[1])))
         if teacher is not None:
             metrics["teacher"] = teacher.name
             metrics["teacher_params"] = int(teacher.count_params())
@@ -439,9 +461,9 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
     # -- Prune.
     if prune is not None:
         t = time.perf_counter()
-        wrapped = prune.wrap(model, trainer.steps)
+        wrapped = prune.wrap(model, trainer.steps("prune"))
         pruned_names = pruning.pruned_layer_names(wrapped)
-        trainer.fit(wrapped, callbacks=pruning.pruning_callbacks())
+        trainer.fit(wrapped, "prune", callbacks=pruning.pruning_callbacks())
         current = pruning.strip(wrapped)
         metrics.update(prune_target=prune.sparsity, prune_schedule=prune.schedule,
                        sparsity=pruning.overall_sparsity(current, pruned_names),
@@ -460,7 +482,7 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
     # -- Distill, when no other stage trains.
     if teacher is not None and prune is None and quantize != "qat":
         t = time.perf_counter()
-        current = trainer.fit(clone_with_weights(model))
+        current = trainer.fit(clone_with_weights(model), "distill")
         accuracy = float_accuracy(current, *val) if val is not None else None
         metrics["distilled_accuracy"] = accuracy
         stages.append(_size_row("distilled (float32)", tflite.to_float32(current), accuracy))
@@ -470,7 +492,7 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
     if quantize == "qat":
         t = time.perf_counter()
         current = quantization.quantize_aware(current, preserve_sparsity=prune is not None)
-        trainer.fit(current, callbacks=[pruning.KeepZeros(current, pruned_names)]
+        trainer.fit(current, "qat", callbacks=[pruning.KeepZeros(current, pruned_names)]
                     if pruned_names else ())
         if val is not None:
             metrics["qat_accuracy"] = float_accuracy(current, *val)

@@ -134,7 +134,8 @@ def chart_png(metrics):
     axes.set_title(f"{metrics.get('model', 'model')}: accuracy against size")
     axes.grid(True, which="both", alpha=0.3)
     if stages:
-        axes.legend(loc="lower right", fontsize="small")
+        axes.margins(y=0.2)
+        axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
     buffer = io.BytesIO()
     # Fixed metadata keeps the bytes identical for identical metrics.

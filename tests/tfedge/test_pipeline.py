@@ -279,6 +279,8 @@ def nested_model():
      "`prune` must be a tfedge.Prune"),
     (lambda m, d: tfedge.compress(m, train_data=d, prune=0.5, epochs=0), ValueError,
      "`epochs` must be an integer >= 1"),
+    (lambda m, d: tfedge.compress(m, train_data=d, prune=0.5, epochs={"pruning": 3}), ValueError,
+     r"`epochs` names unknown stages \['pruning'\]"),
     (lambda m, d: tfedge.compress(m, train_data=d, distill={"alpha": 0.5}), ValueError,
      "without a `teacher`"),
     (lambda m, d: tfedge.compress(
