@@ -57,17 +57,29 @@ def _shape(tensor_shape):
     return tuple(int(d) for d in tensor_shape[1:])  # batch dropped
 
 
+_TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+_SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
+
+
 def layer_macs(layer):
     """MACs of one layer for one image (batch 1)."""
     if isinstance(layer, layers.DepthwiseConv2D):
         out = _shape(layer.output_shape)
         kh, kw = layer.kernel_size
         return math.prod(out) * kh * kw
-    if isinstance(layer, layers.Conv2D):  # includes grouped convolutions
+    if isinstance(layer, _SEPARABLE):  # depthwise, then pointwise
         out = _shape(layer.output_shape)
         in_channels = int(layer.input_shape[-1])
-        kh, kw = layer.kernel_size
-        return math.prod(out) * kh * kw * in_channels // layer.groups
+        expanded = in_channels * layer.depth_multiplier
+        positions = math.prod(out[:-1])
+        return positions * expanded * (math.prod(layer.kernel_size) + out[-1])
+    if isinstance(layer, _TRANSPOSED):  # every input element scatters one kernel per filter
+        inputs = _shape(layer.input_shape)
+        return math.prod(inputs) * math.prod(layer.kernel_size) * layer.filters
+    if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Conv3D)):  # grouped too
+        out = _shape(layer.output_shape)
+        in_channels = int(layer.input_shape[-1])
+        return math.prod(out) * math.prod(layer.kernel_size) * in_channels // layer.groups
     if isinstance(layer, layers.Dense):
         in_features = int(layer.input_shape[-1])
         positions = math.prod(_shape(layer.output_shape)[:-1]) if len(layer.output_shape) > 2 \

@@ -46,3 +46,16 @@ def test_peak_activation_bytes_counts_a_long_skip():
     x = layers.Conv2D(16, 1)(x)                                       # 256
     model = keras.Model(inputs, layers.Add()([inputs, x]))            # 256
     assert tfedge.profile(model).peak_activation_bytes == 256 + 1024 + 256
+
+
+def test_macs_of_separable_transposed_and_1d_convolutions_by_hand():
+    inputs = keras.Input((8, 8, 4))
+    x = layers.SeparableConv2D(6, 3, depth_multiplier=2, padding="same")(inputs)  # 8x8x6
+    x = layers.Conv2DTranspose(3, 2, strides=2)(x)                                # 16x16x3
+    x = layers.Reshape((256, 3))(x)
+    x = layers.Conv1D(5, 4, strides=4)(x)                                         # 64x5
+    p = tfedge.profile(keras.Model(inputs, x))
+    separable = 8 * 8 * (4 * 2) * 3 * 3 + 8 * 8 * (4 * 2) * 6   # depthwise, then pointwise
+    transposed = 8 * 8 * 6 * 2 * 2 * 3                          # each input scatters a kernel
+    conv1d = 64 * 5 * 4 * 3
+    assert [l.macs for l in p.layers if l.macs] == [separable, transposed, conv1d]
