@@ -328,7 +328,9 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
         calibration images. Loaded into memory once.
       val_data: held-out data in the same forms; every accuracy is measured on it.
       prune: None, a sparsity such as 0.75, or `tfedge.Prune(...)`: magnitude pruning with
-        `epochs` of fine-tuning, then stripped.
+        `epochs` of fine-tuning, then stripped; or `tfedge.Channels(...)`: structured channel
+        pruning, which makes the model itself smaller (`Channels.steps` rounds of pruning, each
+        fine-tuned `epochs["prune"]` epochs, distilled from the unpruned model by default).
       quantize: "ptq" (full int8, calibrated after training), "qat" (full int8 after
         quantization-aware fine-tuning; pruning-preserving when pruned), "int16x8" (int16
         activations, int8 weights, for models that lose too much at int8), "dynamic" (int8
@@ -356,7 +358,7 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
       A `CompressResult`; `metrics` holds every measurement, `metrics["stages"]` one row per
       stage (accuracy, `.tflite` bytes raw and gzipped).
     """
-    from tfedge import compat, pruning, quantization
+    from tfedge import channels, compat, pruning, quantization
     from tfedge._keras import clone_with_weights
 
     # -- Arguments and data, all checked before any work.
@@ -376,6 +378,10 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
     model = compat.as_tf_keras(model)
     trains = prune is not None or quantize == "qat" or teacher is not None
     _check_model(model, "model", wraps_layers=prune is not None or quantize == "qat")
+    by_channels = isinstance(prune, channels.Channels)
+    if by_channels:
+        # Builds the dependency graph now: a layer it cannot handle fails before any training.
+        channels.ChannelGraph(model, protect=prune.protect, criterion=prune.criterion)
     if teacher is not None:
         teacher = compat.as_tf_keras(teacher)
         _check_model(teacher, "teacher", wraps_layers=False)
@@ -458,8 +464,32 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
     current = model
     pruned_names = None
 
+    # -- Prune channels: the model shrinks, round after round, each fine-tuned.
+    if by_channels:
+        t = time.perf_counter()
+        fine_tune = trainer
+        if teacher is None and prune.distill:
+            fine_tune = dataclasses.replace(trainer, teacher=model)
+            metrics["channel_teacher"] = "the unpruned model"
+        original_measure = prune.measure(model)
+        for step in range(1, prune.steps + 1):
+            current = prune.step(current, step, original_measure)  # a new, smaller model
+            fine_tune.fit(current, "prune")
+        pruned_profile = profiling.profile(current)
+        metrics.update(channel_target=prune.target, channel_by=prune.by,
+                       channel_criterion=prune.criterion, channel_scope=prune.scope,
+                       channel_steps=prune.steps, pruned_params=int(pruned_profile.total_params),
+                       pruned_macs=int(pruned_profile.total_macs))
+        metrics["macs_removed"] = round(1 - metrics["pruned_macs"] / metrics["macs"], 4)
+        metrics["params_removed"] = round(1 - metrics["pruned_params"] / metrics["params"], 4)
+        metrics["channels_per_layer"] = channels.channel_changes(model, current)
+        accuracy = float_accuracy(current, *val) if val is not None else None
+        metrics["pruned_accuracy"] = accuracy
+        stages.append(_size_row("channel-pruned (float32)", tflite.to_float32(current), accuracy))
+        seconds["prune"] = time.perf_counter() - t
+
     # -- Prune.
-    if prune is not None:
+    if prune is not None and not by_channels:
         t = time.perf_counter()
         wrapped = prune.wrap(model, trainer.steps("prune"))
         pruned_names = pruning.pruned_layer_names(wrapped)
@@ -491,7 +521,7 @@ def compress(model, train_data=None, val_data=None, *, prune=None, quantize="ptq
     # -- Quantization-aware training.
     if quantize == "qat":
         t = time.perf_counter()
-        current = quantization.quantize_aware(current, preserve_sparsity=prune is not None)
+        current = quantization.quantize_aware(current, preserve_sparsity=pruned_names is not None)
         trainer.fit(current, "qat", callbacks=[pruning.KeepZeros(current, pruned_names)]
                     if pruned_names else ())
         if val is not None:

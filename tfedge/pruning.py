@@ -235,11 +235,14 @@ class Prune:
 
 
 def as_prune_spec(value):
-    """`compress(prune=...)` accepts a Prune, a sparsity number or None."""
-    if value is None or isinstance(value, Prune):
+    """`compress(prune=...)` accepts a Prune, a Channels, a sparsity number or None."""
+    from tfedge.channels import Channels
+
+    if value is None or isinstance(value, (Prune, Channels)):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return Prune(sparsity=value)
-    raise TypeError(f"`prune` must be a tfedge.Prune(...), a sparsity in (0, 1) or None. "
+    raise TypeError(f"`prune` must be a tfedge.Prune(...) (magnitude pruning), a "
+                    f"tfedge.Channels(...) (channel pruning), a sparsity in (0, 1) or None. "
                     f"Received: {type(value).__name__}")
 

@@ -20,6 +20,14 @@ FIELDS = (
     ("teacher_accuracy", "teacher accuracy", _accuracy),
     ("float_accuracy", "float accuracy (original)", _accuracy),
     ("pruned_accuracy", "pruned accuracy (float)", _accuracy),
+    ("channel_target", "channel pruning target (fraction removed)", "{:.0%}"),
+    ("channel_by", "channel pruning measured by", "{}"),
+    ("channel_steps", "channel pruning rounds", "{}"),
+    ("channel_teacher", "channel pruning teacher", "{}"),
+    ("pruned_macs", "MACs after channel pruning", "{:,}"),
+    ("macs_removed", "MACs removed", "{:.1%}"),
+    ("pruned_params", "parameters after channel pruning", "{:,}"),
+    ("params_removed", "parameters removed", "{:.1%}"),
     ("distilled_accuracy", "distilled accuracy (float)", _accuracy),
     ("qat_accuracy", "QAT accuracy (fake-quant)", _accuracy),
     ("int8_accuracy", "int8 accuracy", _accuracy),
@@ -88,6 +96,11 @@ def markdown(metrics):
                   "| --- | --- | --- | --- |"]
         lines += [f"| {r['layer']} | {r['weights']:,} | {r['zeros']:,} | {r['sparsity']:.2%} |"
                   for r in layers]
+    changed = metrics.get("channels_per_layer")
+    if changed:
+        lines += ["", "## Channels per pruned layer", "", "| layer | before | after |",
+                  "| --- | --- | --- |"]
+        lines += [f"| {r['layer']} | {r['before']} | {r['after']} |" for r in changed]
     if metrics.get("stage_seconds"):
         lines += ["", "## Time per stage (s)", "", "| stage | seconds |", "| --- | --- |"]
         lines += [f"| {k} | {v:.1f} |" for k, v in metrics["stage_seconds"].items()]

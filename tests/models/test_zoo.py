@@ -2,7 +2,8 @@
 
 A new family only adds its tiny configuration to TINY; the harness then checks that tfmot can
 prune it, that `tfedge.compress` takes it through pruning, distillation and pruning-preserving
-QAT to full int8 with no user code, that the int8 graph has microcontroller-friendly ops, and
+QAT to full int8 with no user code, that channel pruning halves its MACs and the smaller model
+still converts and runs on TFLM, that the int8 graph has microcontroller-friendly ops, and
 that TFLM runs it with LiteRT's reference outputs.
 """
 
@@ -101,6 +102,22 @@ def test_compress_prunes_distills_and_trains_quantization_aware(zoo):
     assert m["tflite_gzip_bytes"] < m["original_gzip_bytes"] / 3
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_channel_pruning_halves_the_macs_and_still_runs_on_tflm(zoo):
+    """Structured pruning to 50% of the MACs: a smaller model that converts to full int8 and
+    runs on TFLM with LiteRT's reference outputs."""
+    _, model, dense_tflite = zoo
+    plan = tfedge.channels.plan(model, 0.5, by="macs")
+    small = plan.apply()
+    macs = tfedge.profile(small).total_macs
+    assert macs == plan.macs_after and 0.45 * plan.macs_before <= macs <= 0.5 * plan.macs_before
+    small(IMAGES, training=True)  # BatchNorm statistics for the new channel counts
+    tflite_bytes = to_int8(small, IMAGES, num_samples=16)
+    check_full_int8(tflite_bytes)
+    assert len(tflite_bytes) < len(dense_tflite)
+    agreement = tflm.compare_with_reference(tflite_bytes, num_inputs=3)
+    assert agreement.exact, agreement
 
 
 def test_int8_graph_is_microcontroller_friendly(zoo):

@@ -30,6 +30,17 @@ def test_compress_from_a_flagfile(tmp_path):
     assert "g_digits" in (out / "model_data.h").read_text()
 
 
+def test_compress_prunes_channels(tmp_path):
+    out = tmp_path / "out"
+    proc = tfedge_cli("compress", "--model=mobilenet_v2", "--width=0.35", "--epochs=1",
+                      "--prune_channels=0.4", "--finetune_epochs=1", "--calibration_samples=20",
+                      "--tflm_inputs=2", f"--output_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    removed = re.search(r"^MACs removed +([\d.]+)%$", proc.stdout, re.M)
+    assert removed and float(removed.group(1)) >= 40.0, proc.stdout[-2000:]
+    assert "## Channels per pruned layer" in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dataset=mnist"], "--dataset=mnist needs --data_dir"),
     (["--epochs=0"], "--epochs=0 needs --weights"),
@@ -37,6 +48,8 @@ def test_compress_from_a_flagfile(tmp_path):
     (["--model=resnet"], "value should be one of"),
     (["--width=0"], "--width"),
     (["--dataset=mnist", "--data_dir=/no/such/dir"], "/no/such/dir"),
+    (["--prune=0.5", "--prune_channels=0.5"], "are alternatives: set one of them"),
+    (["--prune_channels=0.99"], "--prune_channels"),
 ])
 def test_bad_flags_are_named(tmp_path, args, message):
     proc = tfedge_cli("compress", f"--output_dir={tmp_path / 'out'}", *args)

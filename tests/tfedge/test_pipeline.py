@@ -186,6 +186,56 @@ def test_chain_report_has_stages_sparsity_and_chart(chained, tmp_path):
     assert (tmp_path / report.CHART).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.fixture(scope="module")
+def channel_pruned(trained_model, digits):
+    """Channels removed in two rounds down to half the MACs, each round distilled from the
+    unpruned model, then QAT on the smaller model."""
+    before = [w.copy() for w in trained_model.get_weights()]
+    train, val = small(digits)
+    result = tfedge.compress(trained_model, train_data=train, val_data=val,
+                             prune=tfedge.Channels(0.5, steps=2), quantize="qat", epochs=1,
+                             tflm_inputs=3, calibration_samples=50, run_eagerly=True)
+    return result, before
+
+
+def test_channel_pruning_makes_the_model_smaller(channel_pruned, trained_model):
+    result, before = channel_pruned
+    m = result.metrics
+    assert m["pruned_macs"] <= 0.5 * m["macs"] and m["macs_removed"] >= 0.5
+    assert m["pruned_params"] < m["params"]
+    assert m["channel_teacher"] == "the unpruned model" and m["channel_steps"] == 2
+    assert [s["stage"] for s in m["stages"]] == ["original (float32)",
+                                               "channel-pruned (float32)", "final (int8)"]
+    dense = tflite.to_int8(trained_model, digits_images(), num_samples=50)
+    assert m["tflite_bytes"] < 0.8 * len(dense)
+    assert "sparsity" not in m and "sparsity_after_qat" not in m
+    assert any(type(l).__name__.startswith("QuantizeWrapper") for l in result.model.layers)
+    tflite.check_full_int8(result.tflite)
+    assert m["tflm_exact"] is True
+    layers_changed = {r["layer"]: (r["before"], r["after"]) for r in m["channels_per_layer"]}
+    assert len(layers_changed) > 10
+    for name, (was, now) in layers_changed.items():
+        assert trained_model.get_layer(name).output_shape[-1] == was
+        assert result.model.get_layer(f"quant_{name}").output_shape[-1] == now < was
+    for a, b in zip(before, trained_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def digits_images():
+    from tfedge import data
+
+    return data.digits((32, 32, 1)).x_train[:50]
+
+
+def test_channel_pruning_report(channel_pruned, tmp_path):
+    result = channel_pruned[0]
+    result.save(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| MACs removed |" in md and "## Channels per pruned layer" in md
+    first = result.metrics["channels_per_layer"][0]
+    assert f"| {first['layer']} | {first['before']} | {first['after']} |" in md
+
+
 def test_distillation_alone_is_a_stage(trained_model, digits):
     train, val = small(digits, 128)
     result = tfedge.compress(trained_model, train_data=train, val_data=val,
@@ -289,6 +339,10 @@ def nested_model():
      ValueError, "the teacher has 3 outputs but the model 10"),
     (lambda m, d: tfedge.compress(m, train_data=d, calibration_batches=0), ValueError,
      "`calibration_batches` must be an integer >= 1"),
+    (lambda m, d: tfedge.compress(m, train_data=d, prune=tfedge.Channels(protect=["nope"])),
+     ValueError, "`protect` names layers the model does not have"),
+    (lambda m, d: tfedge.compress(m, prune=tfedge.Channels()), ValueError,
+     "pruning fine-tune the model: pass `train_data`"),
 ])
 def test_bad_input_is_refused_before_any_work(trained_model, digits, no_work, call, error,
                                               message):

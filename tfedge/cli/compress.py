@@ -8,8 +8,9 @@ Example:
 trains 30 epochs, prunes to 75% sparsity and trains quantization-aware (--finetune_epochs each),
 then writes out/model.tflite, out/model_data.cc, out/model_data.h, out/report.json,
 out/report.md and out/accuracy_vs_size.png and prints a summary. Without --prune and with the
-default --quantize=ptq it only converts to full int8. Flags can also come from a file:
---flagfile=run.flags.
+default --quantize=ptq it only converts to full int8. --prune_channels=0.5 instead removes
+whole channels until half the MACs are gone (a smaller model, not a sparse one). Flags can
+also come from a file: --flagfile=run.flags.
 """
 
 import sys
@@ -40,6 +41,18 @@ _PRUNE = flags.DEFINE_float("prune", 0.0, "Target sparsity of magnitude pruning 
                             "0.75; 0 prunes nothing.", lower_bound=0.0, upper_bound=0.99)
 _PRUNE_SCHEDULE = flags.DEFINE_enum("prune_schedule", "polynomial", ["polynomial", "constant"],
                                     "How sparsity grows during pruning's fine-tuning.")
+_CHANNELS_TARGET = flags.DEFINE_float(
+    "prune_channels", 0.0, "Fraction to remove by structured channel pruning (the model itself "
+    "shrinks), e.g. 0.5; 0 prunes no channels. Cannot be combined with --prune.",
+    lower_bound=0.0, upper_bound=0.95)
+_CHANNELS_BY = flags.DEFINE_enum("prune_channels_by", "macs", ["macs", "params", "ratio"],
+                                 "What --prune_channels is a fraction of.")
+_CHANNELS_CRITERION = flags.DEFINE_enum("prune_channels_criterion", "l1",
+                                        ["l1", "l2", "bn_gamma"],
+                                        "How channel groups are ranked.")
+_CHANNELS_STEPS = flags.DEFINE_integer("prune_channels_steps", 1, "Prune-and-fine-tune rounds "
+                                       "of channel pruning (--finetune_epochs each).",
+                                       lower_bound=1)
 _QUANTIZE = flags.DEFINE_enum("quantize", "ptq", ["ptq", "qat", "int16x8", "dynamic", "float16",
                                                   "none"],
                               "ptq/qat: full int8 after or during training; int16x8: int16 "
@@ -74,6 +87,10 @@ flags.register_multi_flags_validator(
     ["epochs", "weights"], lambda f: f["epochs"] > 0 or f["weights"] is not None,
     message="--epochs=0 needs --weights=FILE: there would be no trained model to compress")
 flags.register_multi_flags_validator(
+    ["prune", "prune_channels"], lambda f: not (f["prune"] and f["prune_channels"]),
+    message="--prune (magnitude pruning) and --prune_channels (channel pruning) are "
+            "alternatives: set one of them")
+flags.register_multi_flags_validator(
     ["dataset", "data_dir"], lambda f: f["dataset"] != "mnist" or f["data_dir"] is not None,
     message="--dataset=mnist needs --data_dir=DIR holding the MNIST IDX files "
             "(t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz], optionally train-*)")
@@ -103,6 +120,11 @@ def main(argv):
         quantize = None if _QUANTIZE.value == "none" else _QUANTIZE.value
         prune = (pruning.Prune(_PRUNE.value, schedule=_PRUNE_SCHEDULE.value)
                  if _PRUNE.value else None)
+        if _CHANNELS_TARGET.value:
+            from tfedge.channels import Channels
+
+            prune = Channels(_CHANNELS_TARGET.value, by=_CHANNELS_BY.value,
+                             criterion=_CHANNELS_CRITERION.value, steps=_CHANNELS_STEPS.value)
         result = pipeline.compress(
             model, train_data=(splits.x_train, splits.y_train),
             val_data=(splits.x_val, splits.y_val), prune=prune, quantize=quantize,
