@@ -190,13 +190,30 @@ def _convert(converter, model, mode):
         raise ConversionError(message) from exc
 
 
-def _to_full_integer(model, representative_data, activations, num_samples, num_batches):
+# activations -> the input/output types a full-integer model may have, the default first.
+IO_TYPES = {"int8": ("int8", "uint8", "float32"), "int16": ("int16", "float32")}
+_TENSOR_TYPE = {"int8": "INT8", "uint8": "UINT8", "int16": "INT16", "float32": "FLOAT32"}
+
+
+def _check_io_types(activations, input_type, output_type):
+    allowed = IO_TYPES[activations]
+    for name, value in (("input_type", input_type), ("output_type", output_type)):
+        if value not in allowed:
+            raise ValueError(f"`{name}` must be one of {allowed} for a full-{activations} model. "
+                             f"Received: {name}={value!r}")
+
+
+def _to_full_integer(model, representative_data, activations, num_samples, num_batches,
+                     input_type=None, output_type=None):
     from tfedge._keras import require_tf_keras_model, tf
 
-    require_tf_keras_model(model)
     num_samples, num_batches = calibration_limits(num_samples, num_batches)
+    input_type = input_type or IO_TYPES[activations][0]
+    output_type = output_type or IO_TYPES[activations][0]
+    _check_io_types(activations, input_type, output_type)
+    require_tf_keras_model(model)
     input_shape = _single_input_shape(model)
-    mode, ops_set, io_type, _ = _FULL_INTEGER[activations]
+    mode, ops_set, _, _ = _FULL_INTEGER[activations]
     # Materialize the calibration set once: the converter may iterate it more than once.
     samples = list(representative_samples(representative_data, input_shape, num_samples,
                                           num_batches=num_batches))
@@ -204,25 +221,33 @@ def _to_full_integer(model, representative_data, activations, num_samples, num_b
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: iter(samples)
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, ops_set)]
-    converter.inference_input_type = getattr(tf, io_type)
-    converter.inference_output_type = getattr(tf, io_type)
+    converter.inference_input_type = getattr(tf, input_type)
+    converter.inference_output_type = getattr(tf, output_type)
     tflite_bytes = _convert(converter, model, mode)
-    check_full_integer(tflite_bytes, activations)
+    check_full_integer(tflite_bytes, activations, input_type=input_type,
+                       output_type=output_type)
     return tflite_bytes
 
 
-def to_int8(model, representative_data, *, num_samples=None, num_batches=None):
-    """Converts a tf_keras model to a full-int8 `.tflite` (bytes) with int8 input and output.
+def to_int8(model, representative_data, *, num_samples=None, num_batches=None,
+            input_type="int8", output_type="int8"):
+    """Converts a tf_keras model to a full-int8 `.tflite` (bytes), int8 input and output by
+    default.
 
     Calibrates on the first `num_samples` images (200 when neither limit is given) or on every
     image of the first `num_batches` elements of `representative_data` (see
-    `representative_samples`). Raises ConversionError if any float op remains (see
-    `check_full_int8`).
+    `representative_samples`). `input_type` / `output_type` may also be "uint8" (a QUANTIZE op
+    shifts by 128 at the border, for cameras and sensors that produce uint8) or "float32" (a
+    QUANTIZE at the input, a DEQUANTIZE at the output: the application passes floats; every
+    op inside stays int8). Raises ConversionError if any other float op remains (see
+    `check_full_integer`).
     """
-    return _to_full_integer(model, representative_data, "int8", num_samples, num_batches)
+    return _to_full_integer(model, representative_data, "int8", num_samples, num_batches,
+                            input_type, output_type)
 
 
-def to_int16x8(model, representative_data, *, num_samples=None, num_batches=None):
+def to_int16x8(model, representative_data, *, num_samples=None, num_batches=None,
+               input_type="int16", output_type="int16"):
     """Converts a tf_keras model to an int16x8 `.tflite`: int16 activations, input and output,
     int8 weights (per channel) and int64 biases; calibrated as `to_int8` is.
 
@@ -239,9 +264,12 @@ def to_int16x8(model, representative_data, *, num_samples=None, num_batches=None
     double precision where LiteRT uses float32 (about 1 output in 5000, those on a half, off
     by 1).
 
-    Raises ConversionError if any float op remains or I/O is not int16 (`check_full_integer`).
+    `input_type` / `output_type`: "int16" (default) or "float32" (QUANTIZE / DEQUANTIZE at the
+    border). Raises ConversionError if any other float op remains or I/O is not of the asked
+    types (`check_full_integer`).
     """
-    return _to_full_integer(model, representative_data, "int16", num_samples, num_batches)
+    return _to_full_integer(model, representative_data, "int16", num_samples, num_batches,
+                            input_type, output_type)
 
 
 def _to_float_io(model, mode, configure):
@@ -382,18 +410,42 @@ def check_full_int8(tflite_bytes):
     check_full_integer(tflite_bytes, "int8")
 
 
-def check_full_integer(tflite_bytes, activations="int8"):
+def check_full_integer(tflite_bytes, activations="int8", *, input_type=None, output_type=None):
     """Raises ConversionError unless the model is full integer with `activations` ("int8" or
-    "int16") input and output of batch 1, without a float op or a range too narrow for TFLite's
-    kernels (which would abort the interpreter)."""
+    "int16"), input and output of batch 1 and of the given types (default: the activations'),
+    without a float op or a range too narrow for TFLite's kernels (which would abort the
+    interpreter). With float32 input or output, the QUANTIZE / DEQUANTIZE ops that read or write
+    the model's float tensors are the only float ops allowed."""
     if activations not in _FULL_INTEGER:
         raise ValueError(f"`activations` must be one of {sorted(_FULL_INTEGER)}. Received: "
                          f"activations={activations!r}")
-    mode, _, _, type_name = _FULL_INTEGER[activations]
-    problems = float_ops(tflite_bytes)
+    input_type = input_type or IO_TYPES[activations][0]
+    output_type = output_type or IO_TYPES[activations][0]
+    _check_io_types(activations, input_type, output_type)
+    mode = _FULL_INTEGER[activations][0]
     model = tflite_reader.read_tflite(tflite_bytes)
     main = model.subgraphs[0]
-    for role, indices in (("input", main.inputs), ("output", main.outputs)):
+    border = set()
+    if input_type == "float32":
+        border |= set(main.inputs)
+    if output_type == "float32":
+        border |= set(main.outputs)
+    problems = []
+    for subgraph in model.subgraphs:
+        tensors = subgraph.tensors
+        for op in subgraph.operators:
+            floats = [i for i in itertools.chain(op.inputs, op.outputs)
+                      if i >= 0 and tensors[i].is_float]
+            at_border = (subgraph.index == 0 and op.name in ("QUANTIZE", "DEQUANTIZE")
+                         and set(floats) <= border)
+            if floats and not at_border:
+                described = ", ".join(f"{tensors[i].name!r} {tensors[i].type_name}"
+                                      for i in floats)
+                problems.append(f"{op.name} #{op.index} in subgraph {subgraph.index} "
+                                f"({described})")
+    for role, indices, wanted in (("input", main.inputs, input_type),
+                                  ("output", main.outputs, output_type)):
+        type_name = _TENSOR_TYPE[wanted]
         for i in indices:
             tensor = main.tensors[i]
             if tensor.type_name != type_name:

@@ -422,3 +422,51 @@ def test_tflm_refuses_dynamic_range_and_float16_and_says_where(wide, mode, op):
 def test_run_refuses_samples_of_the_wrong_type_before_starting_tflm(small_int16):
     with pytest.raises(ValueError, match=r"wants INT16 \(1, 32, 32, 1\); received float32"):
         tflm.run(small_int16, [[np.zeros((1, 32, 32, 1), np.float32)]], arena_size=1 << 20)
+
+
+# -- Selectable input and output types of the full-integer modes.
+
+
+@integration
+@pytest.mark.parametrize("io_type", ["uint8", "float32"])
+def test_int8_with_uint8_or_float_io_computes_what_int8_io_does(small_net, small_int8, digits,
+                                                                io_type):
+    """Only the border changes: a QUANTIZE (uint8) or QUANTIZE/DEQUANTIZE (float32) op; inside,
+    the same int8 ops, so the same predictions."""
+    data = digits.train(batch_size=32, shuffle=False)
+    converted = tflite.to_int8(small_net, data, num_batches=4, input_type=io_type,
+                               output_type=io_type)
+    want = {"uint8": "UINT8", "float32": "FLOAT32"}[io_type]
+    assert [t.type_name for t in io_tensors(converted)] == [want, want]
+    ops = tflite_reader.read_tflite(converted).op_names()
+    base = tflite_reader.read_tflite(small_int8).op_names()
+    border = "QUANTIZE" if io_type == "uint8" else "DEQUANTIZE"
+    assert ops[0] == "QUANTIZE" and ops[-1] == border and ops[1:-1] == base
+    assert tflite.quantization_mode(converted) == "int8"
+    x, y = digits.x_val[:120], digits.y_val[:120]
+    assert accuracy(converted, x, y) == accuracy(small_int8, x, y)
+    assert tflm.compare_with_reference(converted, num_inputs=3).exact
+
+
+@integration
+def test_int16x8_with_float_io(small_net, digits):
+    converted = tflite.to_int16x8(small_net, digits.train(batch_size=32, shuffle=False),
+                                  num_batches=2, input_type="float32", output_type="float32")
+    assert [t.type_name for t in io_tensors(converted)] == ["FLOAT32", "FLOAT32"]
+    assert tflite.quantization_mode(converted) == "int16x8"
+
+
+def test_io_types_are_checked():
+    with pytest.raises(ValueError, match=r"`input_type` must be one of \('int8', 'uint8', "
+                                         r"'float32'\) for a full-int8 model. Received: "
+                                         r"input_type='int16'"):
+        tflite.to_int8(object(), np.zeros((1, 8, 8, 1)), input_type="int16")
+    with pytest.raises(ValueError, match=r"`output_type` must be one of \('int16', 'float32'\)"):
+        tflite.to_int16x8(object(), np.zeros((1, 8, 8, 1)), output_type="uint8")
+
+
+@integration
+def test_a_float_op_inside_is_still_refused_with_float_io(small_int8, float_tflite):
+    with pytest.raises(tflite.ConversionError, match="not full int8"):
+        tflite.check_full_integer(float_tflite, "int8", input_type="float32",
+                                  output_type="float32")
