@@ -29,6 +29,7 @@ import sys
 import time
 
 import tfedge
+from _tables import table  # benchmarks/_tables.py, next to this script
 from tfedge import data, models, report, training
 from tfedge._keras import keras
 
@@ -56,16 +57,6 @@ def parse_args():
     parser.add_argument("--skip_distillation", action="store_true")
     parser.add_argument("--markdown", default=os.path.join(HERE, "results", "compress.md"))
     return parser.parse_args()
-
-
-def table(header, rows):
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "  ".join(str(v).rjust(w) for v, w in zip(r, widths))  # noqa: E731
-    text = "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-    md = "\n".join(["| " + " | ".join(map(str, header)) + " |",
-                    "|" + "---|" * len(header)] +
-                   ["| " + " | ".join(map(str, r)) + " |" for r in rows])
-    return text, md
 
 
 def pct(value):

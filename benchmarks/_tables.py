@@ -1,0 +1,15 @@
+"""What the benchmark scripts share: one table, printed as text and written as markdown."""
+
+
+def table(header, rows):
+    """(plain-text table, markdown table) of `rows` under `header`; values are str()-ed."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+
+    def line(row):
+        return "  ".join(str(v).rjust(w) for v, w in zip(row, widths))
+
+    text = "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    md = "\n".join(["| " + " | ".join(map(str, header)) + " |",
+                    "|" + "---|" * len(header)] +
+                   ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+    return text, md
