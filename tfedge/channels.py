@@ -515,6 +515,20 @@ class ChannelGraph:
             out[self._signature[group.id]].append(group.id)
         return dict(out)
 
+    def table(self):
+        """The groups in plain text: one line per cluster of prunable groups (the layers whose
+        filters they are), then why the others must stay."""
+        lines = [f"{len(self.groups)} channel groups, {len(self.prunable)} prunable"]
+        for signature, ids in sorted(self.clusters().items(), key=lambda kv: min(kv[1])):
+            makers = [k[0] for k in signature if k[0] in self.config_updates] or \
+                [k[0] for k in signature[:1]]
+            width = max(self.groups[ids[0]].channels.values())
+            lines.append(f"  {len(ids):>5} groups of {width} channel(s): {', '.join(makers)}")
+        reasons = collections.Counter(g.frozen for g in self.groups if g.frozen)
+        for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {count:>5} stay: {reason}")
+        return "\n".join(lines)
+
     # -- measures
     def kept_counts(self, removed):
         """{tensor key: channels left} once the groups `removed` (a boolean mask) are gone."""

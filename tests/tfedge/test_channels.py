@@ -106,6 +106,10 @@ def test_residual_add_and_concatenate():
     assert graph.group_of("cat", 2) is graph.group_of("a", 2)
     assert graph.group_of("cat", 6 + 1) is graph.group_of("c", 1)
     assert set(graph.group_of("a", 2).layers) == {"a", "b", "c", "out"}
+    text = graph.table()
+    assert text.splitlines()[0] == f"{len(graph.groups)} channel groups, 10 prunable"
+    assert "6 groups of 1 channel(s): a, b" in text and "4 groups of 1 channel(s): c" in text
+    assert "3 stay: it reaches the model output 'out'" in text
     pruned = check_zeroed_groups_prune_to_the_same_function(
         model, [graph.group_of("a", 0).id, graph.group_of("a", 5).id,
                 graph.group_of("c", 3).id], images((8, 8, 3)))
