@@ -1,6 +1,8 @@
 """Checks a `.tflite` on the real TFLM interpreter (the `tflite-micro` package) on the host.
 
     arena = tflm.find_arena_size(tflite_bytes)          # smallest arena that works, in bytes
+    report = tflm.arena_report(tflite_bytes, ram_budget=256 * 1024)
+    report.minimum, report.recommended                     # bytes; recommended = the one to use
     agreement = tflm.compare_with_reference(tflite_bytes, num_inputs=20)
     assert agreement.exact                                 # TFLM == LiteRT reference kernels
 
@@ -14,6 +16,8 @@ kernels (see `tfedge.converters.tflite.to_int16x8`).
 
 The arena is measured on a 64-bit host. TFLM's bookkeeping structs hold pointers, so a 32-bit
 Cortex-M needs a little less; the activation buffers, which dominate, are the same size.
+`recommended_arena_size` adds a margin for what the host measurement cannot see (its rule and
+reasons are in that function's docstring).
 """
 
 import dataclasses
@@ -190,6 +194,132 @@ def find_arena_size(tflite_bytes, *, timeout=120):
     """Smallest tensor arena (bytes, a multiple of 16) in which TFLM allocates and invokes."""
     with _Session(tflite_bytes, timeout) as session:
         return _find(session)
+
+
+ARENA_MARGIN_MIN = 1024  # bytes
+ARENA_MARGIN_PERCENT = 10
+
+
+def recommended_arena_size(minimum):
+    """The arena to give the firmware: `minimum` + max(1 KiB, 10%), rounded up to 16 bytes.
+
+    `minimum` is what `find_arena_size` measured: the TFLM host interpreter, reference kernels,
+    a 64-bit build. On the device the arena differs because:
+
+    - optimized kernels ask for scratch buffers the reference kernels do not: CMSIS-NN's
+      convolution, depthwise convolution and fully-connected kernels request them in Prepare
+      (`RequestScratchBufferInArena`), sized by the layer and by the core's DSP/MVE
+      extensions. The host run cannot see them; the margin is mostly for them;
+    - kernels and the allocator keep persistent buffers (per-channel quantization multipliers,
+      op data, the tensor structs) whose sizes change between TFLM versions, and the firmware's
+      TFLM checkout is rarely the exact version of the `tflite-micro` package measured here;
+    - the bookkeeping structs hold pointers, which are 8 bytes on the host and 4 on a 32-bit
+      Cortex-M. That difference goes the other way (the device needs less), so the host figure
+      is already an upper bound for it;
+    - an arena that is not 16-byte aligned loses up to 15 bytes to alignment (TFLM's
+      `MicroInterpreter::arena_used_bytes()` comment); tfedge's template declares it
+      `alignas(16)`.
+
+    The 1 KiB floor keeps a margin for small models, where 10% would be a few bytes; 16 bytes
+    is TFLM's allocation alignment. The margin is a rule of thumb, not a bound: a layer whose
+    CMSIS-NN scratch buffer is larger than it needs more. Check on the device with
+    `interpreter.arena_used_bytes()` after `AllocateTensors()` (tfedge's `main.cc` template
+    prints it).
+    """
+    if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum <= 0:
+        raise ValueError(f"`minimum` must be a positive number of bytes, e.g. what "
+                         f"find_arena_size returned. Received: minimum={minimum!r}")
+    margin = max(ARENA_MARGIN_MIN, -(-minimum * ARENA_MARGIN_PERCENT // 100))
+    return _align(minimum + margin)
+
+
+class ArenaBudgetError(ValueError):
+    """The model's tensor arena does not fit in the RAM budget given for it.
+
+    `minimum`, `recommended` and `ram_budget` hold the three sizes in bytes.
+    """
+
+    def __init__(self, message, *, minimum, recommended, ram_budget):
+        super().__init__(message)
+        self.minimum, self.recommended, self.ram_budget = minimum, recommended, ram_budget
+
+
+@dataclasses.dataclass(frozen=True)
+class ArenaReport:
+    """The tensor arena of a model, in bytes.
+
+    `minimum`: the smallest arena in which the TFLM host interpreter allocated and invoked the
+    model. `recommended`: what to give the firmware (`kTensorArenaSize`): `minimum` plus the
+    margin of `recommended_arena_size`, but never more than `ram_budget` when one is given (the
+    margin shrinks to what the budget leaves; `margin_capped` says so). `ram_budget`: the RAM
+    the arena may take, or None.
+    """
+
+    minimum: int
+    recommended: int
+    ram_budget: int | None = None
+
+    @property
+    def margin(self):
+        return self.recommended - self.minimum
+
+    @property
+    def margin_capped(self):
+        """True when the budget left less than the full margin."""
+        return self.recommended < recommended_arena_size(self.minimum)
+
+    @property
+    def headroom(self):
+        """Bytes of the budget left above `recommended`, or None without a budget."""
+        return None if self.ram_budget is None else self.ram_budget - self.recommended
+
+
+def check_ram_budget(ram_budget):
+    """Raises ValueError unless `ram_budget` is None or a positive number of bytes."""
+    if ram_budget is None:
+        return None
+    if not isinstance(ram_budget, int) or isinstance(ram_budget, bool) or ram_budget <= 0:
+        raise ValueError(f"`ram_budget` must be a positive number of bytes for the tensor arena, "
+                         f"e.g. 256 * 1024, or None for no limit. Received: "
+                         f"ram_budget={ram_budget!r}")
+    return ram_budget
+
+
+def arena_for_budget(minimum, ram_budget=None):
+    """The `ArenaReport` of a measured `minimum` under `ram_budget` (bytes or None).
+
+    Raises `ArenaBudgetError` when even the minimum does not fit, naming both sizes and what
+    shrinks the arena.
+    """
+    check_ram_budget(ram_budget)
+    recommended = recommended_arena_size(minimum)
+    if ram_budget is None:
+        return ArenaReport(minimum, recommended)
+    if minimum > ram_budget:
+        over = minimum - ram_budget
+        raise ArenaBudgetError(
+            f"the tensor arena needs at least {minimum:,} bytes (measured with the TFLM host "
+            f"interpreter; {recommended:,} recommended), {over:,} bytes ({over / ram_budget:.0%}) "
+            f"more than the RAM budget of {ram_budget:,} bytes. The arena holds the largest "
+            "activations that are alive at once, so shrink those: a smaller input resolution, "
+            "a smaller width multiplier (models.build(..., width=0.35)), structured channel "
+            "pruning (tfedge.prune_channels(model, 0.5) or `tfedge compress "
+            "--prune_channels=0.5`), or full int8 activations (float32 and int16 ones take 4 "
+            "and 2 times the bytes); or raise the budget",
+            minimum=minimum, recommended=recommended, ram_budget=ram_budget)
+    capped = min(recommended, ram_budget - ram_budget % ALIGNMENT)
+    return ArenaReport(minimum, max(capped, minimum), ram_budget)
+
+
+def arena_report(tflite_bytes, *, ram_budget=None, timeout=120):
+    """Measures the model's arena (`find_arena_size`) and checks it against `ram_budget`.
+
+    Returns an `ArenaReport`; raises `ArenaBudgetError` (a ValueError) when the measured minimum
+    exceeds `ram_budget`, and `TFLMError` when TFLM cannot run the model. `ram_budget` is
+    checked before anything runs.
+    """
+    check_ram_budget(ram_budget)
+    return arena_for_budget(find_arena_size(tflite_bytes, timeout=timeout), ram_budget)
 
 
 _NUMPY_TYPES = {"INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,

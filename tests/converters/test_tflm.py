@@ -88,3 +88,69 @@ def test_an_op_tflm_lacks_fails_at_once_with_its_message(int8_tflite):
     assert "exit status 3" in str(info.value)
     assert "op LSH_PROJECTION #" in str(info.value)  # the op, found in the model by its name
     assert "has no kernel in TFLM's op resolver" in str(info.value)
+
+
+# --- The recommended arena and the RAM budget.
+
+
+@pytest.mark.parametrize("minimum, recommended", [
+    (16, 16 + 1024),  # the 1 KiB floor
+    (10_240, 10_240 + 1024),  # 10% == 1 KiB
+    (10_256, 11_296),  # 10% = 1025.6 -> 1026, then up to a multiple of 16
+    (100_000, 110_000),
+    (1 << 20, 1_153_440),
+])
+def test_recommended_is_minimum_plus_the_larger_of_1kib_and_10_percent(minimum, recommended):
+    assert tflm.recommended_arena_size(minimum) == recommended
+    assert recommended % tflm.ALIGNMENT == 0
+    assert recommended - minimum >= max(1024, minimum / 10)
+
+
+@pytest.mark.parametrize("minimum", [0, -16, 1.5, None, True])
+def test_recommended_refuses_what_is_no_size(minimum):
+    with pytest.raises(ValueError, match="`minimum` must be a positive number of bytes"):
+        tflm.recommended_arena_size(minimum)
+
+
+def test_budget_caps_the_margin_but_never_the_minimum():
+    report = tflm.arena_for_budget(45_312)
+    assert (report.minimum, report.recommended, report.ram_budget) == (45_312, 49_856, None)
+    assert report.margin == 4_544 and not report.margin_capped and report.headroom is None
+    roomy = tflm.arena_for_budget(45_312, 64 * 1024)
+    assert roomy.recommended == 49_856 and roomy.headroom == 64 * 1024 - 49_856
+    tight = tflm.arena_for_budget(45_312, 46_010)  # aligned down to 16 bytes
+    assert (tight.recommended, tight.margin_capped, tight.headroom) == (46_000, True, 10)
+    exact = tflm.arena_for_budget(45_312, 45_312)
+    assert exact.recommended == 45_312 and exact.margin == 0
+
+
+def test_over_budget_names_both_sizes_and_the_fixes():
+    with pytest.raises(tflm.ArenaBudgetError) as info:
+        tflm.arena_for_budget(45_312, 40_000)
+    message = str(info.value)
+    assert "needs at least 45,312 bytes" in message and "49,856 recommended" in message
+    assert "5,312 bytes (13%) more than the RAM budget of 40,000 bytes" in message
+    assert "tfedge.prune_channels" in message and "width" in message and "input" in message
+    assert (info.value.minimum, info.value.recommended, info.value.ram_budget) == (
+        45_312, 49_856, 40_000)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("budget", [0, -1, 1.5e5, "256K", True])
+def test_bad_budgets_are_refused_before_anything_runs(budget):
+    with pytest.raises(ValueError, match="`ram_budget` must be a positive number of bytes"):
+        tflm.arena_report(b"\x00" * 64, ram_budget=budget)  # not even a model: never read
+
+
+def test_arena_report_measures_and_checks_the_budget(int8_tflite, arena):
+    report = tflm.arena_report(int8_tflite, ram_budget=arena + 100)
+    assert report.minimum == arena
+    assert report.recommended == arena + 96 and report.margin_capped
+    with pytest.raises(tflm.ArenaBudgetError, match=f"needs at least {arena:,} bytes") as info:
+        tflm.arena_report(int8_tflite, ram_budget=arena - tflm.ALIGNMENT)
+    assert f"RAM budget of {arena - tflm.ALIGNMENT:,} bytes" in str(info.value)
+    # What the report recommends runs on TFLM.
+    unlimited = tflm.arena_report(int8_tflite)
+    assert unlimited.recommended == tflm.recommended_arena_size(arena)
+    with tflm._Session(int8_tflite, timeout=60) as session:
+        assert session.fits(unlimited.recommended)

@@ -11,6 +11,8 @@ import sys
 COMMANDS = {
     "compress": ("tfedge.cli.compress",
                  "train or load a model, quantize it to int8, check it on TFLM, write artifacts"),
+    "export-c": ("tfedge.cli.export_c",
+                 "write model_data.cc/.h, op_resolver.h and the TFLM arena size for firmware"),
 }
 
 
