@@ -24,8 +24,8 @@ def test_python_example_runs(tmp_path):
     assert len(example.strip().splitlines()) == 5
     code = example.replace("epochs=30", "epochs=1")
     code += ("\nimport json, os; assert sorted(os.listdir('out')) == ['accuracy_vs_size.png', "
-             "'model.tflite', "
-             "'model_data.cc', 'model_data.h', 'report.json', 'report.md']"
+             "'model.tflite', 'model_data.cc', 'model_data.h', 'model_settings.h', "
+             "'op_resolver.h', 'report.json', 'report.md']"
              "\nm = json.load(open('out/report.json'))"
              "\nassert m['tflm_exact'] and m['arena_bytes'] > 0 and m['int8_accuracy'] > 0\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,

@@ -39,8 +39,8 @@ QUANTIZE_MODES = {
     None: ("float32", False),
 }
 FULL_INTEGER = ("int8", "int16x8")
-ARTIFACTS = ("model.tflite", "model_data.cc", "model_data.h", "report.json", "report.md",
-             report.CHART)
+ARTIFACTS = ("model.tflite", "model_data.cc", "model_data.h", "op_resolver.h",
+             "model_settings.h", "report.json", "report.md", report.CHART)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,18 +79,28 @@ class CompressResult:
     model: object = dataclasses.field(repr=False, default=None)
 
     def save(self, directory, *, symbol="g_model"):
-        """Writes the artifacts (`ARTIFACTS`) into `directory`, each atomically.
+        """Writes the artifacts (`ARTIFACTS`) into `directory`, each atomically: the model, the
+        firmware files `tfedge export-c` makes (C array, op resolver with the int8 kernels,
+        arena size) and the report.
 
         Returns {file name: path}.
         """
+        from tfedge.converters import firmware, op_resolver
+
         c_array.check_identifier(symbol)
         _io.ensure_dir(directory)
         cc_text, h_text = c_array.to_c_source(self.tflite, symbol=symbol,
                                               header_name="model_data.h")
-        contents = dict(zip(ARTIFACTS, (self.tflite, cc_text, h_text,
-                                        report.to_json(self.metrics),
-                                        report.markdown(self.metrics),
-                                        report.chart_png(self.metrics))))
+        # The arena compress measured, with export-c's margin (None: not measured, 0 in the
+        # header).
+        arena = (tflm.arena_for_budget(self.metrics["arena_bytes"])
+                 if self.metrics.get("arena_bytes") else None)
+        contents = dict(zip(ARTIFACTS, (
+            self.tflite, cc_text, h_text,
+            op_resolver.op_resolver_source(self.tflite, int8_kernels=True),
+            firmware.settings_source(self.tflite, arena),
+            report.to_json(self.metrics), report.markdown(self.metrics),
+            report.chart_png(self.metrics))))
         paths = {}
         for name, data in contents.items():
             paths[name] = os.path.join(os.fspath(directory), name)

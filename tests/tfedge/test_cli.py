@@ -23,8 +23,8 @@ def test_compress_from_a_flagfile(tmp_path):
     proc = tfedge_cli("compress", f"--flagfile={flagfile}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(os.listdir(out)) == sorted(
-        ["accuracy_vs_size.png", "model.tflite", "model_data.cc", "model_data.h", "report.json",
-         "report.md"])
+        ["accuracy_vs_size.png", "model.tflite", "model_data.cc", "model_data.h",
+         "model_settings.h", "op_resolver.h", "report.json", "report.md"])
     assert "int8 accuracy" in proc.stdout
     assert re.search(r"^TFLM == LiteRT reference +True$", proc.stdout, re.M), proc.stdout[-2000:]
     assert "g_digits" in (out / "model_data.h").read_text()

@@ -67,6 +67,15 @@ def test_save_writes_the_artifacts_and_they_agree(result, tmp_path):
     cc = (out / "model_data.cc").read_text()
     assert c_array.parse_c_source(cc, symbol="g_digits") == tflite_bytes
     assert "extern const unsigned char g_digits[];" in (out / "model_data.h").read_text()
+    from tfedge.converters import tflm
+
+    settings = (out / "model_settings.h").read_text()
+    recommended = tflm.recommended_arena_size(result.metrics["arena_bytes"])
+    assert f"constexpr int kTensorArenaSize = {recommended};" in settings
+    assert f"constexpr int kTensorArenaMinimum = {result.metrics['arena_bytes']};" in settings
+    resolver = (out / "op_resolver.h").read_text()
+    assert "tflite::MicroMutableOpResolver<6>" in resolver
+    assert "resolver.AddConv2D(tflite::Register_CONV_2D_INT8())" in resolver
     assert json.loads((out / "report.json").read_text()) == result.metrics
     md = (out / "report.md").read_text()
     assert "| TFLM arena bytes |" in md and f"{result.metrics['arena_bytes']:,}" in md
