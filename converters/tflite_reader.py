@@ -7,16 +7,25 @@ without the `flatbuffers` package::
     model = read_tflite("model.tflite")
     model.op_names()           # ['CONV_2D', 'DEPTHWISE_CONV_2D', ...]
     model.buffer_bytes(3)      # raw bytes of buffer 3
+    model.subgraphs[0].operators[0].options
+    # {'padding': 'SAME', 'stride_w': 2, 'stride_h': 2, 'fused_activation_function': 'RELU6', ...}
 
 The reader trusts nothing in its input: every offset and length is checked
 against the size of the buffer before it is read, vector lengths are capped by
 what fits in the rest of the buffer, and a work budget proportional to the file
 size stops files whose offsets alias the same data over and over. Any problem
 raises `TFLiteFormatError` (a `ValueError`) naming where it was found.
+
+Builtin options are decoded for the option tables listed in `OPTION_FIELDS` (the ones int8
+vision models and `tfedge.converters.lint` use), with TensorFlow's field names and defaults
+(tensorflow/compiler/mlir/lite/schema/schema.fbs) and enums as their names ("SAME", "RELU6").
+Every other options type decodes to an empty mapping; an enum value the schema lacks reads as
+"UNKNOWN_<value>". Malformed option tables raise TFLiteFormatError like the rest of the file.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import os
 import struct
@@ -75,6 +84,107 @@ TENSOR_TYPE_BITS = {
 }
 FLOAT_TYPES = frozenset({0, 1, 10, 18})  # FLOAT32, FLOAT16, FLOAT64, BFLOAT16
 
+# The BuiltinOptions union in schema order: a union type code is an index into this tuple.
+BUILTIN_OPTIONS = (
+    "NONE", "Conv2DOptions", "DepthwiseConv2DOptions", "ConcatEmbeddingsOptions",
+    "LSHProjectionOptions", "Pool2DOptions", "SVDFOptions", "RNNOptions", "FullyConnectedOptions",
+    "SoftmaxOptions", "ConcatenationOptions", "AddOptions", "L2NormOptions",
+    "LocalResponseNormalizationOptions", "LSTMOptions", "ResizeBilinearOptions", "CallOptions",
+    "ReshapeOptions", "SkipGramOptions", "SpaceToDepthOptions", "EmbeddingLookupSparseOptions",
+    "MulOptions", "PadOptions", "GatherOptions", "BatchToSpaceNDOptions", "SpaceToBatchNDOptions",
+    "TransposeOptions", "ReducerOptions", "SubOptions", "DivOptions", "SqueezeOptions",
+    "SequenceRNNOptions", "StridedSliceOptions", "ExpOptions", "TopKV2Options", "SplitOptions",
+    "LogSoftmaxOptions", "CastOptions", "DequantizeOptions", "MaximumMinimumOptions",
+    "ArgMaxOptions", "LessOptions", "NegOptions", "PadV2Options", "GreaterOptions",
+    "GreaterEqualOptions", "LessEqualOptions", "SelectOptions", "SliceOptions",
+    "TransposeConvOptions", "SparseToDenseOptions", "TileOptions", "ExpandDimsOptions",
+    "EqualOptions", "NotEqualOptions", "ShapeOptions", "PowOptions", "ArgMinOptions",
+    "FakeQuantOptions", "PackOptions", "LogicalOrOptions", "OneHotOptions", "LogicalAndOptions",
+    "LogicalNotOptions", "UnpackOptions", "FloorDivOptions", "SquareOptions", "ZerosLikeOptions",
+    "FillOptions", "BidirectionalSequenceLSTMOptions", "BidirectionalSequenceRNNOptions",
+    "UnidirectionalSequenceLSTMOptions", "FloorModOptions", "RangeOptions",
+    "ResizeNearestNeighborOptions", "LeakyReluOptions", "SquaredDifferenceOptions",
+    "MirrorPadOptions", "AbsOptions", "SplitVOptions", "UniqueOptions", "ReverseV2Options",
+    "AddNOptions", "GatherNdOptions", "CosOptions", "WhereOptions", "RankOptions",
+    "ReverseSequenceOptions", "MatrixDiagOptions", "QuantizeOptions", "MatrixSetDiagOptions",
+    "HardSwishOptions", "IfOptions", "WhileOptions", "DepthToSpaceOptions",
+    "NonMaxSuppressionV4Options", "NonMaxSuppressionV5Options", "ScatterNdOptions",
+    "SelectV2Options", "DensifyOptions", "SegmentSumOptions", "BatchMatMulOptions",
+    "CumsumOptions", "CallOnceOptions", "BroadcastToOptions", "Rfft2dOptions", "Conv3DOptions",
+    "HashtableOptions", "HashtableFindOptions", "HashtableImportOptions", "HashtableSizeOptions",
+    "VarHandleOptions", "ReadVariableOptions", "AssignVariableOptions", "RandomOptions",
+    "BucketizeOptions", "GeluOptions", "DynamicUpdateSliceOptions", "UnsortedSegmentProdOptions",
+    "UnsortedSegmentMaxOptions", "UnsortedSegmentMinOptions", "UnsortedSegmentSumOptions",
+    "ATan2Options", "SignOptions", "BitcastOptions", "BitwiseXorOptions", "RightShiftOptions",
+)
+
+# Enums that option fields use, value -> name (schema.fbs).
+PADDING = ("SAME", "VALID")
+ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6", "TANH", "SIGN_BIT")
+WEIGHTS_FORMATS = ("DEFAULT", "SHUFFLED4x16INT8")  # FullyConnectedOptionsWeightsFormat
+MIRROR_PAD_MODES = ("REFLECT", "SYMMETRIC")
+
+# Field kinds: a struct code for scalars ("?" is a bool byte), an enum names tuple (stored as a
+# byte), or "[i]" for a vector of int32.
+_PADDING = ("padding", PADDING, 0)
+_ACTIVATION = ("fused_activation_function", ACTIVATIONS, 0)
+_STRIDES = (("stride_w", "i", 0), ("stride_h", "i", 0))
+_BIAS_TYPE = ("quantized_bias_type", TENSOR_TYPES, 0)
+
+# Options table -> its fields in schema order: (name, kind, default). A field's position is its
+# flatbuffer slot, so deprecated fields stay in as None to keep the later slots right.
+OPTION_FIELDS = {
+    "Conv2DOptions": (_PADDING, *_STRIDES, _ACTIVATION, ("dilation_w_factor", "i", 1),
+                      ("dilation_h_factor", "i", 1), _BIAS_TYPE),
+    "DepthwiseConv2DOptions": (_PADDING, *_STRIDES, ("depth_multiplier", "i", 0), _ACTIVATION,
+                               ("dilation_w_factor", "i", 1), ("dilation_h_factor", "i", 1)),
+    "Pool2DOptions": (_PADDING, *_STRIDES, ("filter_width", "i", 0), ("filter_height", "i", 0),
+                      _ACTIVATION),
+    "SVDFOptions": (("rank", "i", 0), _ACTIVATION, ("asymmetric_quantize_inputs", "?", False)),
+    "FullyConnectedOptions": (_ACTIVATION, ("weights_format", WEIGHTS_FORMATS, 0),
+                              ("keep_num_dims", "?", False),
+                              ("asymmetric_quantize_inputs", "?", False), _BIAS_TYPE),
+    "SoftmaxOptions": (("beta", "f", 0.0),),
+    "ConcatenationOptions": (("axis", "i", 0), _ACTIVATION),
+    "AddOptions": (_ACTIVATION, ("pot_scale_int16", "?", True)),
+    "L2NormOptions": (_ACTIVATION,),
+    "ResizeBilinearOptions": (None, None, ("align_corners", "?", False),
+                              ("half_pixel_centers", "?", False)),
+    "ReshapeOptions": (("new_shape", "[i]", ()),),
+    "SpaceToDepthOptions": (("block_size", "i", 0),),
+    "MulOptions": (_ACTIVATION,),
+    "GatherOptions": (("axis", "i", 0), ("batch_dims", "i", 0)),
+    "ReducerOptions": (("keep_dims", "?", False),),
+    "SubOptions": (_ACTIVATION, ("pot_scale_int16", "?", True)),
+    "DivOptions": (_ACTIVATION,),
+    "SqueezeOptions": (("squeeze_dims", "[i]", ()),),
+    "StridedSliceOptions": (("begin_mask", "i", 0), ("end_mask", "i", 0),
+                            ("ellipsis_mask", "i", 0), ("new_axis_mask", "i", 0),
+                            ("shrink_axis_mask", "i", 0), ("offset", "?", False)),
+    "SplitOptions": (("num_splits", "i", 0),),
+    "CastOptions": (("in_data_type", TENSOR_TYPES, 0), ("out_data_type", TENSOR_TYPES, 0)),
+    "ArgMaxOptions": (("output_type", TENSOR_TYPES, 0),),
+    "ArgMinOptions": (("output_type", TENSOR_TYPES, 0),),
+    "TransposeConvOptions": (_PADDING, *_STRIDES, _ACTIVATION, _BIAS_TYPE),
+    "ShapeOptions": (("out_type", TENSOR_TYPES, 0),),
+    "PackOptions": (("values_count", "i", 0), ("axis", "i", 0)),
+    "UnpackOptions": (("num", "i", 0), ("axis", "i", 0)),
+    "ResizeNearestNeighborOptions": (("align_corners", "?", False),
+                                     ("half_pixel_centers", "?", False)),
+    "LeakyReluOptions": (("alpha", "f", 0.0),),
+    "MirrorPadOptions": (("mode", MIRROR_PAD_MODES, 0),),
+    "SplitVOptions": (("num_splits", "i", 0),),
+    "DepthToSpaceOptions": (("block_size", "i", 0),),
+    "BatchMatMulOptions": (("adj_x", "?", False), ("adj_y", "?", False),
+                           ("asymmetric_quantize_inputs", "?", False)),
+    "GeluOptions": (("approximate", "?", False),),
+    # Tables without fields: options of these types are always an empty mapping.
+    **{name: () for name in (
+        "PadOptions", "PadV2Options", "TransposeOptions", "QuantizeOptions", "DequantizeOptions",
+        "HardSwishOptions", "MaximumMinimumOptions", "ExpandDimsOptions", "LogSoftmaxOptions",
+        "BatchToSpaceNDOptions", "SpaceToBatchNDOptions", "SliceOptions")},
+}
+
 _FILE_IDENTIFIER = b"TFL3"
 
 
@@ -90,6 +200,42 @@ def builtin_operator_name(code: int) -> str:
 def tensor_type_name(code: int) -> str:
     """Name of a TensorType code, or `UNKNOWN_<code>`."""
     return TENSOR_TYPES[code] if 0 <= code < len(TENSOR_TYPES) else f"UNKNOWN_{code}"
+
+
+def builtin_options_name(code: int) -> str:
+    """Name of a BuiltinOptions union type code ("NONE" for 0), or `UNKNOWN_<code>`."""
+    return BUILTIN_OPTIONS[code] if 0 <= code < len(BUILTIN_OPTIONS) else f"UNKNOWN_{code}"
+
+
+class Options(collections.abc.Mapping):
+    """An operator's decoded builtin options: an immutable, hashable mapping in schema field
+    order that compares equal to the dict with the same items."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items=()):
+        self._items = tuple(items)
+
+    def __getitem__(self, key):
+        for name, value in self._items:
+            if name == key:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self):
+        return (name for name, _ in self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+    def __hash__(self):
+        return hash(frozenset(self._items))
+
+    def __repr__(self):
+        return repr(dict(self._items))
+
+
+EMPTY_OPTIONS = Options()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,8 +305,15 @@ class Operator:
     inputs: tuple[int, ...]  # -1 marks an absent optional input
     outputs: tuple[int, ...]
     builtin_options_type: int
-    builtin_options_offset: int | None = None  # file position of the (undecoded) options table
+    builtin_options_offset: int | None = None  # file position of the options table
     custom_options: bytes = b""
+    # Decoded builtin options (see OPTION_FIELDS); empty for types this reader does not decode.
+    options: Options = EMPTY_OPTIONS
+
+    @property
+    def builtin_options_name(self) -> str:
+        """Name of the options table type, e.g. "Conv2DOptions" ("NONE" when there is none)."""
+        return builtin_options_name(self.builtin_options_type)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,9 +519,11 @@ def _read_operator(r: _Reader, pos: int, index: int, codes, n_tensors: int, wher
     outputs = r.scalars(t, 2, "i", where, "outputs") or ()
     _check_tensor_refs(inputs, n_tensors, where, "input", allow_absent=True)
     _check_tensor_refs(outputs, n_tensors, where, "output", allow_absent=False)
+    options_type = r.get(t, 3, "<B", 0, where, "builtin_options_type")
     options = r.ref(t, 4, where, "builtin_options")
+    decoded = EMPTY_OPTIONS
     if options is not None:
-        r.table(options, f"{where}, builtin_options")
+        decoded = _read_options(r, options, options_type, f"{where}, builtin_options")
     custom = r.vector(t, 5, 1, where, "custom_options")
     return Operator(
         index=index,
@@ -376,10 +531,40 @@ def _read_operator(r: _Reader, pos: int, index: int, codes, n_tensors: int, wher
         name=codes[opcode_index].name,
         inputs=inputs,
         outputs=outputs,
-        builtin_options_type=r.get(t, 3, "<B", 0, where, "builtin_options_type"),
+        builtin_options_type=options_type,
         builtin_options_offset=options,
         custom_options=bytes(r.data[custom[0]:custom[0] + custom[1]]) if custom else b"",
+        options=decoded,
     )
+
+
+def _enum_name(names, value: int) -> str:
+    return names[value] if 0 <= value < len(names) else f"UNKNOWN_{value}"
+
+
+def _read_options(r: _Reader, pos: int, options_type: int, where: str) -> Options:
+    """Decodes the options table at `pos` (always checked as a table, even when its type has
+    no fields here)."""
+    t = r.table(pos, where)
+    fields = OPTION_FIELDS.get(builtin_options_name(options_type))
+    if not fields:
+        return EMPTY_OPTIONS
+    where = f"{where} ({BUILTIN_OPTIONS[options_type]})"
+    items = []
+    for slot, field in enumerate(fields):
+        if field is None:  # deprecated
+            continue
+        name, kind, default = field
+        if kind == "[i]":
+            values = r.scalars(t, slot, "i", where, name)
+            items.append((name, default if values is None else values))
+        elif isinstance(kind, tuple):
+            items.append((name, _enum_name(kind, r.get(t, slot, "<b", default, where, name))))
+        elif kind == "?":
+            items.append((name, bool(r.get(t, slot, "<B", default, where, name))))
+        else:
+            items.append((name, r.get(t, slot, f"<{kind}", default, where, name)))
+    return Options(items)
 
 
 def _read_subgraph(r: _Reader, pos: int, index: int, codes, n_buffers: int) -> SubGraph:

@@ -5,11 +5,16 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tfedge  # noqa: F401  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow loads)
 from tfedge.converters.tflite_reader import (
     BUILTIN_OPERATORS,
+    BUILTIN_OPTIONS,
+    OPTION_FIELDS,
     Model,
+    Options,
     TFLiteFormatError,
     read_tflite,
 )
@@ -125,6 +130,7 @@ def test_matches_tensorflow_schema(models, kind):
         assert op.outputs == _ints(true_op.outputs)
         assert op.builtin_options_type == true_op.builtinOptionsType
         assert (op.builtin_options_offset is None) == (true_op.builtinOptions is None)
+        assert op.options == _schema_options(true_op), op.name
 
     assert len(model.buffers) == len(truth.buffers)
     for k, true_buffer in enumerate(truth.buffers):
@@ -132,6 +138,105 @@ def test_matches_tensorflow_schema(models, kind):
         assert model.buffer_bytes(k) == raw
     true_metadata = {m.name.decode("utf-8"): m.buffer for m in truth.metadata or ()}
     assert model.metadata == true_metadata
+
+
+def _camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _schema_options(true_op) -> dict:
+    """The options TensorFlow's object API decodes, in the reader's format."""
+    obj = true_op.builtinOptions
+    fields = OPTION_FIELDS.get(BUILTIN_OPTIONS[true_op.builtinOptionsType], ())
+    if obj is None:
+        return {}
+    decoded = {}
+    for field in fields:
+        if field is None:
+            continue
+        name, kind, _ = field
+        value = getattr(obj, _camel(name))
+        if kind == "[i]":
+            value = () if value is None else tuple(int(v) for v in value)
+        elif isinstance(kind, tuple):
+            value = kind[value]
+        elif kind == "?":
+            value = bool(value)
+        elif kind == "f":
+            value = float(value)
+        else:
+            value = int(value)
+        decoded[name] = value
+    return decoded
+
+
+def test_option_tables_follow_the_schema():
+    """Union codes, field order and defaults agree with TensorFlow's generated schema."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    for code, name in enumerate(BUILTIN_OPTIONS):
+        assert getattr(schema.BuiltinOptions, name) == code
+    assert len(BUILTIN_OPTIONS) == 1 + max(
+        v for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_"))
+    for name, fields in OPTION_FIELDS.items():
+        true_defaults = vars(getattr(schema, f"{name}T")())  # schema order, deprecated left out
+        ours = [f for f in fields if f is not None]
+        assert [_camel(f[0]) for f in ours] == list(true_defaults), name
+        for field_name, kind, default in ours:
+            true_default = true_defaults[_camel(field_name)]
+            if kind == "[i]":
+                assert default == () and true_default is None
+            else:
+                assert default == true_default, (name, field_name)
+
+
+def test_mobilenet_v2_options(int8_tflite):
+    """Options of the session's MobileNetV2-0.35 at 32x32, checked against the tensor shapes."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = read_tflite(int8_tflite)
+    graph = model.subgraphs[0]
+    truth = schema.ModelT.InitFromPackedBuf(bytearray(int8_tflite), 0)
+    for op, true_op in zip(graph.operators, truth.subgraphs[0].operators):
+        assert op.options == _schema_options(true_op), op.name
+    expected_table = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+                      "ADD": "AddOptions", "MEAN": "ReducerOptions",
+                      "FULLY_CONNECTED": "FullyConnectedOptions", "SOFTMAX": "SoftmaxOptions"}
+    assert {op.name: op.builtin_options_name for op in graph.operators} == expected_table
+
+    stem = graph.operators[0]
+    assert stem.name == "CONV_2D"
+    assert stem.options == {"padding": "SAME", "stride_w": 2, "stride_h": 2,
+                            "fused_activation_function": "RELU6", "dilation_w_factor": 1,
+                            "dilation_h_factor": 1, "quantized_bias_type": "FLOAT32"}
+    strides = []
+    for op in graph.operators:
+        if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
+        o = op.options
+        assert o["padding"] == "SAME" and o["stride_w"] == o["stride_h"]
+        assert o["dilation_w_factor"] == o["dilation_h_factor"] == 1
+        # "same" padding: the output is the input divided by the stride, rounded up.
+        in_h = graph.tensors[op.inputs[0]].shape[1]
+        out_h = graph.tensors[op.outputs[0]].shape[1]
+        assert out_h == -(-in_h // o["stride_h"]), (op.index, in_h, out_h, o)
+        if op.name == "DEPTHWISE_CONV_2D":
+            assert o["depth_multiplier"] == 1 and o["fused_activation_function"] == "RELU6"
+            strides.append(o["stride_h"])
+    # 32 -> 1 pixels: the stride-2 stem and four stride-2 depthwise stages.
+    assert strides.count(2) == 4 and set(strides) == {1, 2}
+    assert len(strides) == 17
+    adds = [op for op in graph.operators if op.name == "ADD"]
+    assert len(adds) == 10
+    assert all(op.options == {"fused_activation_function": "NONE", "pot_scale_int16": True}
+               for op in adds)
+    mean, fc, softmax = graph.operators[-3:]
+    assert mean.options == {"keep_dims": False}
+    assert fc.options == {"fused_activation_function": "NONE", "weights_format": "DEFAULT",
+                          "keep_num_dims": False, "asymmetric_quantize_inputs": False,
+                          "quantized_bias_type": "FLOAT32"}
+    assert softmax.options == {"beta": 1.0}
 
 
 def test_int8_model(models):
@@ -319,6 +424,120 @@ def test_operator_code_names(deprecated, builtin, custom, name):
     assert model.operator_codes[0].version == 1
 
 
+def _op_with_options(options_type, options):
+    return _table(("<I", 0), _vec("i", (0, -1)), _vec("i", (1,)), ("<B", options_type), options)
+
+
+def _options_model(options_type, options):
+    return _build(_model([_opcode(3)], operators=(_op_with_options(options_type, options),)))
+
+
+def test_hand_built_options_defaults_and_enums():
+    # Conv2DOptions with the dilations and bias type left out: schema defaults fill them in.
+    conv = _table(("<b", 1), ("<i", 2), ("<i", 3), ("<b", 3))
+    op = read_tflite(_options_model(1, conv)).subgraphs[0].operators[0]
+    assert op.builtin_options_name == "Conv2DOptions"
+    assert op.options == {"padding": "VALID", "stride_w": 2, "stride_h": 3,
+                          "fused_activation_function": "RELU6", "dilation_w_factor": 1,
+                          "dilation_h_factor": 1, "quantized_bias_type": "FLOAT32"}
+    assert list(op.options) == [f[0] for f in OPTION_FIELDS["Conv2DOptions"]]
+    # Enum values the schema lacks are named, not errors.
+    odd = _table(("<b", 7), None, None, ("<b", -1))
+    op = read_tflite(_options_model(1, odd)).subgraphs[0].operators[0]
+    assert op.options["padding"] == "UNKNOWN_7"
+    assert op.options["fused_activation_function"] == "UNKNOWN_-1"
+    assert op.options["stride_w"] == 0
+    # Vectors, floats and booleans.
+    reshape = _table(_vec("i", (1, -1, 4)))
+    assert read_tflite(_options_model(17, reshape)).subgraphs[0].operators[0].options == {
+        "new_shape": (1, -1, 4)}
+    softmax = _table(("<f", 0.5))
+    assert read_tflite(_options_model(9, softmax)).subgraphs[0].operators[0].options == {
+        "beta": 0.5}
+    add = _table(("<b", 1), ("<B", 0))
+    assert read_tflite(_options_model(11, add)).subgraphs[0].operators[0].options == {
+        "fused_activation_function": "RELU", "pot_scale_int16": False}
+    # ResizeBilinearOptions: the two deprecated slots are skipped, not decoded.
+    resize = _table(("<i", 5), ("<i", 6), ("<B", 1), ("<B", 0))
+    assert read_tflite(_options_model(15, resize)).subgraphs[0].operators[0].options == {
+        "align_corners": True, "half_pixel_centers": False}
+
+
+@pytest.mark.parametrize("options_type, name", [
+    (0, "NONE"), (3, "ConcatEmbeddingsOptions"), (22, "PadOptions"), (126, "RightShiftOptions"),
+    (200, "UNKNOWN_200"),
+])
+def test_options_not_decoded_are_empty(options_type, name):
+    op = read_tflite(_options_model(options_type, _table(("<i", 99), ("<i", 7)))).subgraphs[0] \
+        .operators[0]
+    assert op.builtin_options_name == name
+    assert op.options == {} and len(op.options) == 0 and isinstance(op.options, Options)
+    assert op.builtin_options_offset is not None
+
+
+def test_options_mapping_is_immutable_and_hashable():
+    op = read_tflite(_options_model(9, _table(("<f", 2.0)))).subgraphs[0].operators[0]
+    with pytest.raises(TypeError):
+        op.options["beta"] = 1.0  # noqa
+    assert hash(op.options) == hash(Options([("beta", 2.0)]))
+    assert repr(op.options) == "{'beta': 2.0}"
+    with pytest.raises(KeyError):
+        op.options["alpha"]  # noqa: B018
+
+
+def _vtable_slot(data: bytes, table_pos: int, slot: int) -> int:
+    """File position of the vtable entry for field `slot` of the table at `table_pos`."""
+    vtable = table_pos - struct.unpack_from("<i", data, table_pos)[0]
+    return vtable + 4 + 2 * slot
+
+
+def test_corrupt_hand_built_option_tables():
+    data = bytearray(_options_model(1, _table(("<b", 1), ("<i", 2), ("<i", 3), ("<b", 3))))
+    pos = read_tflite(bytes(data)).subgraphs[0].operators[0].builtin_options_offset
+    # A field offset that points past the end of the file.
+    past_end = bytearray(data)
+    struct.pack_into("<H", past_end, _vtable_slot(data, pos, 1), 0xFFF0)
+    message = (r"operator 0 of subgraph 0, builtin_options \(Conv2DOptions\): field stride_w at "
+               rf"offset {pos + 0xFFF0} runs past the end of the {len(data)}-byte buffer")
+    with pytest.raises(TFLiteFormatError, match=message):
+        read_tflite(bytes(past_end))
+    # A vtable outside the file.
+    bad_vtable = bytearray(data)
+    struct.pack_into("<i", bad_vtable, pos, pos + 4096)
+    with pytest.raises(TFLiteFormatError, match=rf"operator 0 of subgraph 0, builtin_options: "
+                                                rf"table at offset {pos} has its vtable at"):
+        read_tflite(bytes(bad_vtable))
+    # A vector length far beyond the file.
+    data = bytearray(_options_model(17, _table(_vec("i", (7, 7, 7)))))
+    at = data.index(struct.pack("<4i", 3, 7, 7, 7))
+    struct.pack_into("<I", data, at, 0x7FFFFFFF)
+    with pytest.raises(TFLiteFormatError,
+                       match=r"builtin_options \(ReshapeOptions\): vector new_shape at offset "
+                             r"\d+ with 2147483647 elements of 4 bytes runs past the end"):
+        read_tflite(bytes(data))
+    # The options reference itself pointing past the end.
+    data = bytearray(_options_model(9, _table(("<f", 1.0))))
+    pos = read_tflite(bytes(data)).subgraphs[0].operators[0].builtin_options_offset
+    refs = [at for at in range(len(data) - 3) if struct.unpack_from("<I", data, at)[0] == pos - at]
+    # The writer lays the operator's table before its children, so its field comes first.
+    struct.pack_into("<I", data, refs[0], 0x00FFFFFF)
+    with pytest.raises(TFLiteFormatError, match=r"operator 0 of subgraph 0: field builtin_options "
+                                                r"points to offset \d+, which runs past the end"):
+        read_tflite(bytes(data))
+
+
+def test_corrupt_options_of_a_converted_model(models):
+    data = models["int8"]
+    graph = read_tflite(data).subgraphs[0]
+    conv = next(op for op in graph.operators if op.name == "CONV_2D")
+    corrupted = bytearray(data)
+    struct.pack_into("<H", corrupted, _vtable_slot(data, conv.builtin_options_offset, 2), 0xFFFF)
+    with pytest.raises(TFLiteFormatError, match=r"operator \d+ of subgraph 0, builtin_options "
+                                                r"\(Conv2DOptions\): field stride_h at offset "
+                                                r"\d+ runs past the end"):
+        read_tflite(bytes(corrupted))
+
+
 def test_external_buffer_after_the_flatbuffer():
     data = _build(_model([_opcode(0)], buffers=(_table(), _table(None, ("<Q", 0), ("<Q", 5)))))
     # Patch the offset placeholder to point at bytes appended to the file.
@@ -414,6 +633,11 @@ def _parse_or_format_error(data: bytes, case: str):
         pytest.fail(f"{case}: {type(e).__name__}: {e}")
     # A successful parse yields a usable model.
     model.op_names()
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            dict(op.options)
+            op.builtin_options_name  # noqa: B018
+            hash(op)
     for k in range(len(model.buffers)):
         model.buffer_bytes(k)
     for graph in model.subgraphs:
@@ -448,6 +672,54 @@ def test_mutations(models):
             mutated[at] ^= int(rng.integers(1, 256))
         parsed += _parse_or_format_error(bytes(mutated), f"mutation case {case}") is not None
     assert 100 < parsed < 2900  # both outcomes are common, so the check is meaningful
+
+
+def _structure_positions(data: bytes) -> list[int]:
+    """Byte positions outside the buffers' data: where the flatbuffer's tables live."""
+    model = read_tflite(data)
+    inside = np.zeros(len(data), bool)
+    for buf in model.buffers:
+        inside[buf.offset:buf.offset + buf.size] = True
+    return np.flatnonzero(~inside).tolist()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_fuzz_with_hypothesis(models, data):
+    """Random bytes, truncations and mutations of the flatbuffer's structure (options
+    included) raise TFLiteFormatError or parse into a usable model."""
+    model = models["int8"]
+    kind = data.draw(st.sampled_from(["random", "truncate", "bytes", "int32", "options"]))
+    if kind == "random":
+        case = data.draw(st.binary(min_size=8, max_size=512))
+        case = case[:4] + b"TFL3" + case[8:]
+    elif kind == "truncate":
+        case = model[:data.draw(st.integers(0, len(model) - 1))]
+    else:
+        case = bytearray(model)
+        if kind == "options":
+            graph = read_tflite(model).subgraphs[0]
+            starts = [op.builtin_options_offset for op in graph.operators
+                      if op.builtin_options_offset is not None]
+            start = data.draw(st.sampled_from(starts))
+            positions = list(range(max(start - 24, 0), min(start + 32, len(model) - 4)))
+        else:
+            positions = _STRUCTURE.setdefault(id(model), _structure_positions(model))
+        for _ in range(data.draw(st.integers(1, 4))):
+            at = data.draw(st.sampled_from(positions))
+            if kind == "bytes":
+                case[at] = data.draw(st.integers(0, 255))
+            else:
+                at = min(at, len(case) - 4)
+                value = data.draw(st.sampled_from([0, 1, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF,
+                                                   len(model), len(model) - 4]))
+                struct.pack_into("<I", case, at, value)
+        case = bytes(case)
+    _parse_or_format_error(case, f"hypothesis {kind} case")
+
+
+_STRUCTURE: dict = {}
 
 
 def test_model_equality_and_hash_ignore_the_raw_bytes(models):
