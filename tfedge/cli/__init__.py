@@ -13,6 +13,8 @@ COMMANDS = {
                  "train or load a model, quantize it to int8, check it on TFLM, write artifacts"),
     "export-c": ("tfedge.cli.export_c",
                  "write model_data.cc/.h, op_resolver.h and the TFLM arena size for firmware"),
+    "lint": ("tfedge.cli.lint",
+             "say which ops TFLM with CMSIS-NN runs optimized, on reference kernels, or not"),
 }
 
 
