@@ -70,13 +70,13 @@ def some_groups(graph, fraction=0.3, seed=0):
 def test_sequential_cnn_with_flatten():
     model = keras.Sequential([
         layers.Conv2D(8, 3, input_shape=(6, 6, 2), name="c1"), layers.BatchNormalization(),
-        layers.ReLU(), layers.Conv2D(6, 3, name="c2"), layers.ReLU(), layers.Flatten(),
+        layers.ReLU(), layers.Conv2D(6, 3, name="c2"), layers.ReLU(), layers.Flatten(name="flat"),
         layers.Dense(5, name="fc1"), layers.ReLU(), layers.Dense(3, name="out")])
     randomize_batchnorm(model)
     graph = ChannelGraph(model)
     # c2's channel 4 is feature 4, 10, 16 and 22 of the 2x2x6 Flatten output.
     group = graph.group_of("c2", 4)
-    assert group.channels["flatten"] == 4 and group.channels["c2"] == 1
+    assert group.channels["flat"] == 4 and group.channels["c2"] == 1
     assert set(group.layers) == {"c2", "fc1"}
     assert graph.group_of("out", 0).frozen.startswith("it reaches the model output")
     pruned = check_zeroed_groups_prune_to_the_same_function(

@@ -267,13 +267,22 @@ def test_no_data_gives_dynamic_range_and_a_warning(trained_model):
 
 
 def test_int16x8_mode(trained_model, digits):
+    import warnings
+
     train, val = small(digits)
-    result = tfedge.compress(trained_model, train_data=train, val_data=val, quantize="int16x8",
-                             calibration_samples=50, tflm_inputs=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = tfedge.compress(trained_model, train_data=train, val_data=val,
+                                 quantize="int16x8", calibration_samples=50, tflm_inputs=3)
     m = result.metrics
     assert tflite.quantization_mode(result.tflite) == "int16x8"
     assert abs(m["float_accuracy"] - m["int16x8_accuracy"]) <= 0.02
-    assert m.get("tflm_exact") is True or "tflm_error" in m
+    # TFLM's int16 FULLY_CONNECTED rounds with a 16-bit multiplier (see to_int16x8): whether an
+    # output lands on a rounding boundary depends on the trained weights. Off by a step at most,
+    # and then the user is told.
+    assert m["tflm_max_abs_diff"] <= 2
+    if not m["tflm_exact"]:
+        assert any("round differently" in str(w.message) for w in caught)
 
 
 def test_target_budget(trained_model, digits):
