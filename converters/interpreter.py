@@ -24,12 +24,19 @@ def _interpreter_module():
     return tf.lite
 
 
-def make_interpreter(tflite_bytes, *, reference=False, num_threads=None):
-    """Returns an allocated interpreter for `tflite_bytes`."""
+def make_interpreter(tflite_bytes, *, reference=False, num_threads=None,
+                     preserve_all_tensors=False):
+    """Returns an allocated interpreter for `tflite_bytes`.
+
+    `preserve_all_tensors` keeps every intermediate tensor readable after `invoke` (the
+    interpreter then reuses no memory), for op-by-op comparisons.
+    """
     module = _interpreter_module()
     kwargs = {"model_content": bytes(tflite_bytes)}
     if reference:
         kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_REF
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
     if num_threads is not None:
         kwargs["num_threads"] = num_threads
     interpreter = module.Interpreter(**kwargs)

@@ -15,6 +15,8 @@ COMMANDS = {
                  "write model_data.cc/.h, op_resolver.h and the TFLM arena size for firmware"),
     "lint": ("tfedge.cli.lint",
              "say which ops TFLM with CMSIS-NN runs optimized, on reference kernels, or not"),
+    "mcu": ("tfedge.cli.mcu",
+            "compile a model to C and run it on an emulated Cortex-M, checked byte for byte"),
 }
 
 

@@ -1,0 +1,626 @@
+"""Ahead-of-time compilation of an int8 `.tflite` into C99 for the tfedge runtime.
+
+    generated = codegen.generate(tflite_bytes)
+    generated.files["model.c"], generated.files["model.h"]
+    generated.arena_bytes, generated.lower_bound, generated.macs
+
+`model.h` declares `int tfedge_model_invoke(const int8_t *in, int8_t *out)` and the input and
+output sizes and quantization; `model.c` holds the weights as `const` arrays, every kernel's
+parameters as `static const` structs computed here (`tfedge.microcontroller.quant`: the math of
+TFLite's Prepare functions), one static arena laid out by `planner`, and the op calls in order.
+There is no interpreter, no op table and no allocation at run time: what TFLM decides while it
+runs (which kernel, which multiplier, which offset) is decided here, once.
+
+Compile `model.c` with the runtime's sources (`runtime_sources()`, include `runtime_dir()`).
+Define TFEDGE_TRACE to have `void tfedge_trace(int op, const int8_t *data, int32_t bytes)`
+called with every op's output, for tensor-by-tensor comparisons.
+"""
+
+import dataclasses
+import importlib.resources
+import math
+import re
+
+import numpy as np
+
+from tfedge.converters import tflite_reader
+from tfedge.microcontroller import planner, quant
+
+
+class CodegenError(ValueError):
+    """The model cannot be compiled for the tfedge runtime; the message says which op or tensor
+    and what to do."""
+
+
+SUPPORTED_OPS = ("ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
+                 "FULLY_CONNECTED", "HARD_SWISH", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL",
+                 "PAD", "PADV2", "QUANTIZE", "RESHAPE", "SOFTMAX", "SPLIT", "SPLIT_V",
+                 "TRANSPOSE")
+_ACTIVATION_TYPES = ("INT8",)
+_BYTES_PER_LINE = 16
+
+
+def runtime_dir():
+    """The folder of the C runtime (`tfedge_kernels.h` and its sources)."""
+    return importlib.resources.files("tfedge.microcontroller").joinpath("runtime")
+
+
+def runtime_sources():
+    """Paths of the runtime's C files, sorted."""
+    folder = runtime_dir()
+    return sorted(str(folder.joinpath(p.name)) for p in folder.iterdir() if p.name.endswith(".c"))
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """A model input or output as the generated code sees it."""
+
+    name: str
+    shape: tuple
+    type_name: str
+    scale: float
+    zero_point: int
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedModel:
+    """What `generate` made: `files` ({"model.h": text, "model.c": text}) and the figures."""
+
+    files: dict
+    prefix: str
+    arena_bytes: int
+    lower_bound: int
+    weights_bytes: int
+    macs: int
+    ops: tuple
+    input: TensorInfo
+    output: TensorInfo
+    trace_tensors: tuple  # (op index, tensor index) per traced op output, in call order
+
+    @property
+    def arena_ratio(self):
+        return self.arena_bytes / self.lower_bound if self.lower_bound else 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# C text helpers.
+
+_C_TYPES = {"INT8": "int8_t", "UINT8": "uint8_t", "INT16": "int16_t", "INT32": "int32_t",
+            "INT64": "int64_t"}
+_NUMPY = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32,
+          "INT64": np.int64}
+
+
+def _c_value(value):
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "{" + ", ".join(_c_value(v) for v in np.asarray(value).ravel().tolist()) + "}"
+    value = int(value)
+    if value == -2 ** 31:  # INT32_MIN has no literal of its own
+        return "(-2147483647 - 1)"
+    return str(value)
+
+
+def _array(name, values, c_type, *, align=4):
+    flat = np.asarray(values).ravel().tolist()
+    if not flat:
+        flat = [0]
+    lines = [", ".join(_c_value(v) for v in flat[i:i + _BYTES_PER_LINE])
+             for i in range(0, len(flat), _BYTES_PER_LINE)]
+    return (f"static const {c_type} {name}[{len(flat)}] __attribute__((aligned({align}))) = {{\n"
+            "  " + ",\n  ".join(lines) + "\n};\n")
+
+
+def _struct(name, params):
+    fields = ", ".join(f".{k} = {_c_value(v)}" for k, v in params.fields.items())
+    return f"static const {params.struct} {name} = {{{fields}}};\n"
+
+
+def _identifier_prefix(prefix):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix or ""):
+        raise ValueError(f"`prefix` must be a C identifier, e.g. 'tfedge_model'. Received: "
+                         f"prefix={prefix!r}")
+    return prefix
+
+
+# ---------------------------------------------------------------------------------------------
+# The model.
+
+
+class _Model:
+    """The parsed model with the helpers the op emitters share."""
+
+    def __init__(self, tflite_bytes):
+        self.model = tflite_reader.read_tflite(tflite_bytes)
+        if len(self.model.subgraphs) != 1:
+            raise CodegenError(f"the model has {len(self.model.subgraphs)} subgraphs; tfedge "
+                               "compiles single-subgraph models (no control flow)")
+        self.main = self.model.subgraphs[0]
+
+    def tensor(self, index):
+        return self.main.tensors[index]
+
+    def is_constant(self, index):
+        return self.model.buffers[self.tensor(index).buffer].size > 0
+
+    def constant(self, index):
+        tensor = self.tensor(index)
+        dtype = _NUMPY.get(tensor.type_name)
+        if dtype is None:
+            raise CodegenError(f"constant tensor {tensor.name!r} is {tensor.type_name}; the "
+                               "runtime takes integer constants only")
+        data = np.frombuffer(self.model.buffer_bytes(tensor.buffer), dtype=dtype)
+        return data.reshape(tensor.shape) if tensor.shape else data
+
+    def scale(self, index):
+        q = self.tensor(index).quantization
+        return float(q.scale[0]) if q and q.scale else 1.0
+
+    def scales(self, index):
+        q = self.tensor(index).quantization
+        return np.asarray(q.scale if q and q.scale else (1.0,), dtype=np.float32)
+
+    def zero_point(self, index):
+        q = self.tensor(index).quantization
+        return int(q.zero_point[0]) if q and q.zero_point else 0
+
+    def shape(self, index):
+        return tuple(int(d) for d in self.tensor(index).shape)
+
+    def elements(self, index):
+        return int(math.prod(self.shape(index)))
+
+
+def _fail_op(op, model, why):
+    outputs = ", ".join(repr(model.tensor(t).name) for t in op.outputs)
+    raise CodegenError(f"op #{op.index} {op.name} (output {outputs}): {why}")
+
+
+def _activation(op):
+    return op.options.get("fused_activation_function", "NONE") if op.options else "NONE"
+
+
+class _Emitter:
+    """Accumulates declarations and the body of the invoke function."""
+
+    def __init__(self, m, offsets, tensor_buffer):
+        self.m = m
+        self.offsets = offsets
+        self.tensor_buffer = tensor_buffer
+        self.declarations = []
+        self.body = []
+        self.weights = {}        # tensor index -> C name
+        self.weights_bytes = 0
+        self.macs = 0
+        self.trace = []
+
+    # -- pointers and constants
+    def ptr(self, index, c_type="int8_t"):
+        if self.m.is_constant(index):
+            return self.weight(index)
+        offset = self.offsets[self.tensor_buffer[index]]
+        cast = "" if c_type == "int8_t" else f"({c_type} *)"
+        return f"{cast}(arena + {offset})"
+
+    def weight(self, index):
+        if index not in self.weights:
+            tensor = self.m.tensor(index)
+            c_type = _C_TYPES.get(tensor.type_name)
+            if c_type is None:
+                raise CodegenError(f"constant tensor {tensor.name!r} is {tensor.type_name}; the "
+                                   "runtime takes int8 weights and int32 biases")
+            name = f"w{index}"
+            values = self.m.constant(index)
+            self.declarations.append(f"/* {tensor.name} {list(tensor.shape)} */\n" +
+                                     _array(name, values, c_type))
+            self.weights_bytes += values.nbytes
+            self.weights[index] = name
+        return self.weights[index]
+
+    def params(self, name, params):
+        self.declarations.append(_struct(name, params))
+        arrays = {}
+        for key, values in params.arrays.items():
+            values = np.asarray(values)
+            c_type = "int8_t" if values.dtype == np.int8 else "int32_t"
+            self.declarations.append(_array(f"{name}_{key}", values, c_type))
+            arrays[key] = f"{name}_{key}"
+        return arrays
+
+    def call(self, op, text, outputs=None):
+        self.body.append(f"  /* {op.index}: {op.name} */\n  {text};\n")
+        for t in (op.outputs if outputs is None else outputs):
+            self.trace.append((op.index, t))
+            self.body.append(f"  TRACE({op.index}, {self.ptr(t)}, {self.m.elements(t)});\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Op emitters: one per TFLite op.
+
+
+def _check_int8(op, m, tensors):
+    for t in tensors:
+        if t >= 0 and not m.is_constant(t) and m.tensor(t).type_name not in _ACTIVATION_TYPES:
+            _fail_op(op, m, f"tensor {m.tensor(t).name!r} is {m.tensor(t).type_name}; the "
+                     "runtime computes int8 activations only. Convert with "
+                     "tfedge.converters.to_int8")
+
+
+def _conv_params(m, op):
+    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    o = op.options
+    function = quant.conv2d if op.name == "CONV_2D" else quant.depthwise_conv2d
+    return function(input_shape=m.shape(x), filter_shape=m.shape(w), output_shape=m.shape(y),
+                    strides=(o["stride_h"], o["stride_w"]), padding=o["padding"],
+                    dilation=(o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)),
+                    input_scale=m.scale(x), input_zero_point=m.zero_point(x),
+                    filter_scales=m.scales(w), output_scale=m.scale(y),
+                    output_zero_point=m.zero_point(y), activation=_activation(op))
+
+
+def _conv(e, op, scratch_name):
+    m = e.m
+    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    b = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    arrays = e.params(f"p{op.index}", _conv_params(m, op))
+    bias = e.weight(b) if b is not None else "NULL"
+    scratch = f"(arena + {e.offsets[scratch_name]})" if scratch_name else "NULL"
+    e.macs += m.elements(y) * m.shape(w)[1] * m.shape(w)[2] * m.shape(w)[3]
+    e.call(op, f"tfedge_conv2d_s8(&p{op.index}, {e.ptr(x)}, {e.weight(w)}, {bias}, "
+               f"{arrays['multiplier']}, {arrays['shift']}, {e.ptr(y)}, {scratch})")
+
+
+def _depthwise(e, op, scratch_name):
+    m = e.m
+    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    b = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    arrays = e.params(f"p{op.index}", _conv_params(m, op))
+    bias = e.weight(b) if b is not None else "NULL"
+    scratch = f"(arena + {e.offsets[scratch_name]})" if scratch_name else "NULL"
+    e.macs += m.elements(y) * m.shape(w)[1] * m.shape(w)[2]
+    e.call(op, f"tfedge_depthwise_conv2d_s8(&p{op.index}, {e.ptr(x)}, {e.weight(w)}, {bias}, "
+               f"{arrays['multiplier']}, {arrays['shift']}, {e.ptr(y)}, {scratch})")
+
+
+def _fully_connected(e, op, scratch_name):
+    m = e.m
+    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    b = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    if not m.is_constant(w):
+        _fail_op(op, m, "its weights are not constant; the runtime needs constant weights")
+    p = quant.fully_connected(input_size=m.elements(x), filter_shape=m.shape(w),
+                              input_scale=m.scale(x), input_zero_point=m.zero_point(x),
+                              filter_scales=m.scales(w), output_scale=m.scale(y),
+                              output_zero_point=m.zero_point(y),
+                              filter_zero_point=m.zero_point(w), activation=_activation(op))
+    arrays = e.params(f"p{op.index}", p)
+    bias = e.weight(b) if b is not None else "NULL"
+    e.macs += m.elements(y) * m.shape(w)[1]
+    e.call(op, f"tfedge_fully_connected_s8(&p{op.index}, {e.ptr(x)}, {e.weight(w)}, {bias}, "
+               f"{arrays['multiplier']}, {arrays['shift']}, {e.ptr(y)})")
+
+
+def _binary(kind):
+    def emit(e, op, scratch_name):
+        m = e.m
+        a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
+        function = quant.add if kind == "add" else quant.mul
+        p = function(input1_scale=m.scale(a), input1_zero_point=m.zero_point(a),
+                     input2_scale=m.scale(b), input2_zero_point=m.zero_point(b),
+                     output_scale=m.scale(y), output_zero_point=m.zero_point(y),
+                     activation=_activation(op))
+        e.params(f"p{op.index}", p)
+        shape_out = np.broadcast_shapes(m.shape(a), m.shape(b))
+        if tuple(shape_out) != m.shape(y):
+            _fail_op(op, m, f"inputs {m.shape(a)} and {m.shape(b)} broadcast to {shape_out}, "
+                     f"not the output's {m.shape(y)}")
+        e.params(f"bc{op.index}", quant.broadcast(m.shape(a), m.shape(b)))
+        e.call(op, f"tfedge_{kind}_s8(&p{op.index}, &bc{op.index}, {e.ptr(a)}, {e.ptr(b)}, "
+                   f"{e.ptr(y)})")
+    return emit
+
+
+def _pool(kind):
+    def emit(e, op, scratch_name):
+        m = e.m
+        x, y = op.inputs[0], op.outputs[0]
+        o = op.options
+        if m.scale(x) != m.scale(y) or m.zero_point(x) != m.zero_point(y):
+            _fail_op(op, m, "its input and output quantization differ, which TFLite's int8 "
+                     "pooling does not allow")
+        p = quant.pool2d(input_shape=m.shape(x), output_shape=m.shape(y),
+                         filter_size=(o["filter_height"], o["filter_width"]),
+                         strides=(o["stride_h"], o["stride_w"]), padding=o["padding"],
+                         output_scale=m.scale(y), output_zero_point=m.zero_point(y),
+                         activation=_activation(op))
+        e.params(f"p{op.index}", p)
+        e.call(op, f"tfedge_{kind}_pool_s8(&p{op.index}, {e.ptr(x)}, {e.ptr(y)})")
+    return emit
+
+
+def _mean(e, op, scratch_name):
+    m = e.m
+    x, axes_t, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    if not m.is_constant(axes_t):
+        _fail_op(op, m, "its axes are not constant")
+    p = quant.mean(input_shape=m.shape(x), axes=m.constant(axes_t).ravel().tolist(),
+                   input_scale=m.scale(x), input_zero_point=m.zero_point(x),
+                   output_scale=m.scale(y), output_zero_point=m.zero_point(y))
+    e.params(f"p{op.index}", p)
+    e.call(op, f"tfedge_mean_s8(&p{op.index}, {e.ptr(x)}, {e.ptr(y)})")
+
+
+def _softmax(e, op, scratch_name):
+    m = e.m
+    x, y = op.inputs[0], op.outputs[0]
+    if m.scale(y) != 1.0 / 256 or m.zero_point(y) != -128:
+        _fail_op(op, m, f"its output is quantized with scale {m.scale(y)} and zero point "
+                 f"{m.zero_point(y)}; TFLite's int8 softmax output is 1/256, -128")
+    p = quant.softmax(input_shape=m.shape(x), input_scale=m.scale(x),
+                      beta=op.options.get("beta", 1.0))
+    e.params(f"p{op.index}", p)
+    e.call(op, f"tfedge_softmax_s8(&p{op.index}, {e.ptr(x)}, {e.ptr(y)})")
+
+
+def _lut(e, op, table):
+    m = e.m
+    x, y = op.inputs[0], op.outputs[0]
+    name = f"lut{op.index}"
+    e.declarations.append(_array(name, table, "int8_t"))
+    e.call(op, f"tfedge_lut_s8({name}, {e.ptr(x)}, {e.ptr(y)}, {m.elements(x)})")
+
+
+def _hard_swish(e, op, scratch_name):
+    m = e.m
+    x, y = op.inputs[0], op.outputs[0]
+    p = quant.hard_swish(input_scale=m.scale(x), input_zero_point=m.zero_point(x),
+                         output_scale=m.scale(y), output_zero_point=m.zero_point(y))
+    _lut(e, op, quant.hard_swish_lut(p))  # 256 entries: one load per element
+
+
+def _logistic(e, op, scratch_name):
+    m = e.m
+    x, y = op.inputs[0], op.outputs[0]
+    _lut(e, op, quant.logistic_lut(input_scale=m.scale(x), input_zero_point=m.zero_point(x),
+                                   output_scale=m.scale(y), output_zero_point=m.zero_point(y)))
+
+
+def _reshape(e, op, scratch_name):
+    m = e.m
+    x, y = op.inputs[0], op.outputs[0]
+    if e.tensor_buffer.get(x) == e.tensor_buffer.get(y):
+        return  # the planner gave both the same bytes: nothing to do
+    e.call(op, f"tfedge_copy_s8({e.ptr(x)}, {e.ptr(y)}, {m.elements(x)})")
+
+
+def _concatenation(e, op, scratch_name):
+    m = e.m
+    y = op.outputs[0]
+    inputs = list(op.inputs)
+    p = quant.concatenation(input_shapes=[m.shape(t) for t in inputs],
+                            axis=op.options.get("axis", 0))
+    arrays = e.params(f"p{op.index}", p)
+    requant = []
+    for i, t in enumerate(inputs):
+        if (m.scale(t), m.zero_point(t)) == (m.scale(y), m.zero_point(y)):
+            requant.append("NULL")
+            continue
+        rq = quant.requantize(input_scale=m.scale(t), input_zero_point=m.zero_point(t),
+                              output_scale=m.scale(y), output_zero_point=m.zero_point(y))
+        e.params(f"rq{op.index}_{i}", rq)
+        requant.append(f"&rq{op.index}_{i}")
+    pointers = ", ".join(e.ptr(t) for t in inputs)
+    e.declarations.append(f"static const int8_t *const in{op.index}[] = {{{pointers}}};\n")
+    if all(r == "NULL" for r in requant):
+        requant_arg = "NULL"
+    else:
+        e.declarations.append(f"static const tfedge_requant_params *const rqs{op.index}[] = "
+                              f"{{{', '.join(requant)}}};\n")
+        requant_arg = f"rqs{op.index}"
+    e.call(op, f"tfedge_concatenation_s8(&p{op.index}, in{op.index}, "
+               f"{arrays['copy_sizes']}, {requant_arg}, {e.ptr(y)})")
+
+
+def _split(e, op, scratch_name):
+    m = e.m
+    if op.name == "SPLIT":
+        axis_t, x = op.inputs[0], op.inputs[1]
+    else:
+        x, axis_t = op.inputs[0], op.inputs[2]
+    if not m.is_constant(axis_t):
+        _fail_op(op, m, "its axis is not constant")
+    axis = int(m.constant(axis_t).ravel()[0])
+    outputs = list(op.outputs)
+    rank = len(m.shape(x))
+    axis = axis + rank if axis < 0 else axis
+    for t in outputs:
+        if (m.scale(t), m.zero_point(t)) != (m.scale(x), m.zero_point(x)):
+            _fail_op(op, m, "an output's quantization differs from the input's")
+    p = quant.split(input_shape=m.shape(x), axis=axis,
+                    sizes=[m.shape(t)[axis] for t in outputs])
+    arrays = e.params(f"p{op.index}", p)
+    pointers = ", ".join(e.ptr(t) for t in outputs)
+    e.declarations.append(f"static int8_t *const out{op.index}[] = {{{pointers}}};\n")
+    e.call(op, f"tfedge_split_s8(&p{op.index}, {e.ptr(x)}, out{op.index}, "
+               f"{arrays['copy_sizes']})")
+
+
+def _transpose(e, op, scratch_name):
+    m = e.m
+    x, perm_t, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    if not m.is_constant(perm_t):
+        _fail_op(op, m, "its permutation is not constant")
+    p = quant.transpose(input_shape=m.shape(x), perm=m.constant(perm_t).ravel().tolist())
+    e.params(f"p{op.index}", p)
+    e.call(op, f"tfedge_transpose_s8(&p{op.index}, {e.ptr(x)}, {e.ptr(y)})")
+
+
+def _pad(e, op, scratch_name):
+    m = e.m
+    x, pads_t, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    if not m.is_constant(pads_t):
+        _fail_op(op, m, "its paddings are not constant")
+    value = m.zero_point(y)
+    if op.name == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        value = int(m.constant(op.inputs[2]).ravel()[0])
+    p = quant.pad(input_shape=m.shape(x), paddings=m.constant(pads_t), pad_value=value)
+    e.params(f"p{op.index}", p)
+    e.call(op, f"tfedge_pad_s8(&p{op.index}, {e.ptr(x)}, {e.ptr(y)})")
+
+
+def _quantize(e, op, scratch_name):
+    m = e.m
+    x, y = op.inputs[0], op.outputs[0]
+    kinds = (m.tensor(x).type_name, m.tensor(y).type_name)
+    functions = {("INT8", "INT8"): "tfedge_requantize_s8",
+                 ("UINT8", "INT8"): "tfedge_requantize_u8_s8",
+                 ("INT8", "UINT8"): "tfedge_requantize_s8_u8"}
+    if kinds not in functions:
+        _fail_op(op, m, f"QUANTIZE from {kinds[0]} to {kinds[1]}; the runtime requantizes "
+                 "between int8 and uint8 only (convert with int8 input and output)")
+    p = quant.requantize(input_scale=m.scale(x), input_zero_point=m.zero_point(x),
+                         output_scale=m.scale(y), output_zero_point=m.zero_point(y))
+    e.params(f"p{op.index}", p)
+    in_type, out_type = (_C_TYPES[k] for k in kinds)
+    e.call(op, f"{functions[kinds]}(&p{op.index}, {e.ptr(x, in_type)}, {e.ptr(y, out_type)}, "
+               f"{m.elements(x)})")
+
+
+_EMITTERS = {
+    "ADD": _binary("add"), "MUL": _binary("mul"),
+    "AVERAGE_POOL_2D": _pool("avg"), "MAX_POOL_2D": _pool("max"),
+    "CONCATENATION": _concatenation, "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _depthwise,
+    "FULLY_CONNECTED": _fully_connected, "HARD_SWISH": _hard_swish, "LOGISTIC": _logistic,
+    "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "QUANTIZE": _quantize, "RESHAPE": _reshape,
+    "SOFTMAX": _softmax, "SPLIT": _split, "SPLIT_V": _split, "TRANSPOSE": _transpose,
+}
+assert set(_EMITTERS) == set(SUPPORTED_OPS)
+
+
+def _scratch_bytes(m, op):
+    """Arena bytes a kernel needs during the op alone: the convolutions' DSP loops gather
+    receptive fields and requantization constants there (the runtime's *_scratch_bytes)."""
+    if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        return 0
+    return _conv_params(m, op).scratch_bytes
+
+
+def _io_info(m, index, role):
+    tensor = m.tensor(index)
+    if tensor.type_name != "INT8":
+        raise CodegenError(f"the model's {role} {tensor.name!r} is {tensor.type_name}; "
+                           f"tfedge_model_invoke takes int8 {role}s. Convert with "
+                           "tfedge.converters.to_int8 (int8 input and output)")
+    return TensorInfo(tensor.name, m.shape(index), tensor.type_name, m.scale(index),
+                      m.zero_point(index), tensor.nbytes)
+
+
+def generate(tflite_bytes, *, prefix="tfedge_model"):
+    """Compiles a full-int8 `.tflite` into C (see the module docstring); a `GeneratedModel`.
+
+    Raises CodegenError naming the op and tensor for anything the runtime cannot run (ops
+    outside `SUPPORTED_OPS`, float or int16 activations, non-constant weights, ...), and
+    TFLiteFormatError for bytes that are no `.tflite`.
+    """
+    prefix = _identifier_prefix(prefix)
+    m = _Model(tflite_bytes)
+    main = m.main
+    if len(main.inputs) != 1 or len(main.outputs) != 1:
+        raise CodegenError(f"the model has {len(main.inputs)} inputs and {len(main.outputs)} "
+                           "outputs; tfedge_model_invoke(in, out) takes models with one each")
+    for op in main.operators:
+        if op.name not in _EMITTERS:
+            outputs = ", ".join(repr(m.tensor(t).name) for t in op.outputs)
+            raise CodegenError(f"op #{op.index} {op.name} (output {outputs}) has no kernel in "
+                               f"the tfedge runtime; it runs {', '.join(SUPPORTED_OPS)}")
+        _check_int8(op, m, [t for t in op.inputs if t >= 0 and op.name not in
+                            ("QUANTIZE",)] + [t for t in op.outputs if op.name != "QUANTIZE"])
+    info_in = _io_info(m, main.inputs[0], "input")
+    info_out = _io_info(m, main.outputs[0], "output")
+
+    scratch = {op.index: _scratch_bytes(m, op) for op in main.operators}
+    buffers = planner.model_buffers(m.model, scratch=scratch)
+    plan = planner.plan(buffers.buffers)
+    planner.check(plan, buffers.buffers)
+    # The bound the issue measures against: tensors only (kernels' scratch is the runtime's
+    # own cost, and counts in the arena).
+    tensor_bound = planner.lower_bound([b for b in buffers.buffers
+                                        if not b.name.startswith("scratch")])
+    emitter = _Emitter(m, plan.offsets, buffers.tensor_buffer)
+    for op in main.operators:
+        scratch_name = f"scratch{op.index}" if scratch[op.index] else None
+        _EMITTERS[op.name](emitter, op, scratch_name)
+
+    arena = max(plan.arena_bytes, 16)
+    upper = prefix.upper()
+    guard = f"{upper}_H_"
+    in_ptr, out_ptr = emitter.ptr(main.inputs[0]), emitter.ptr(main.outputs[0])
+    header = f"""/* Generated by tfedge from a .tflite model. Do not edit. */
+#ifndef {guard}
+#define {guard}
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+/* Input {info_in.name!r}: int8 {list(info_in.shape)}, real = {info_in.scale!r} * (q - ({info_in.zero_point})). */
+#define {upper}_INPUT_BYTES {info_in.bytes}
+#define {upper}_INPUT_ZERO_POINT {info_in.zero_point}
+/* Output {info_out.name!r}: int8 {list(info_out.shape)}, real = {info_out.scale!r} * (q - ({info_out.zero_point})). */
+#define {upper}_OUTPUT_BYTES {info_out.bytes}
+#define {upper}_OUTPUT_ZERO_POINT {info_out.zero_point}
+/* The one arena every activation lives in (static, inside model.c). */
+#define {upper}_ARENA_BYTES {arena}
+/* Multiply-accumulates of one inference. */
+#define {upper}_MACS {emitter.macs}
+
+/* Runs the model once: reads {upper}_INPUT_BYTES from `in`, writes {upper}_OUTPUT_BYTES to
+ * `out` (which may not overlap `in`). Returns 0. Not reentrant: one arena. */
+int {prefix}_invoke(const int8_t *in, int8_t *out);
+
+#ifdef __cplusplus
+}}
+#endif
+
+#endif /* {guard} */
+"""
+    ops = ", ".join(f"{name} x{count}" for name, count in
+                    sorted(_count(op.name for op in main.operators).items()))
+    source = [f"""/* Generated by tfedge from a .tflite model. Do not edit.
+ * Ops: {ops}.
+ * Arena {plan.arena_bytes} bytes (live-tensor lower bound {tensor_bound}), weights and
+ * tables {emitter.weights_bytes} bytes. */
+#include <string.h>
+
+#include "model.h"
+#include "tfedge_kernels.h"
+
+#ifdef TFEDGE_TRACE
+void tfedge_trace(int op, const int8_t *data, int32_t bytes);
+#define TRACE(op, data, bytes) tfedge_trace((op), (data), (bytes))
+#else
+#define TRACE(op, data, bytes) ((void)0)
+#endif
+
+static int8_t arena[{arena}] __attribute__((aligned(16)));
+
+"""]
+    source += emitter.declarations
+    source.append(f"\nint {prefix}_invoke(const int8_t *in, int8_t *out) {{\n"
+                  f"  memcpy({in_ptr}, in, {info_in.bytes});\n")
+    source += emitter.body
+    source.append(f"  memcpy(out, {out_ptr}, {info_out.bytes});\n  return 0;\n}}\n")
+    files = {"model.h": header, "model.c": "".join(source)}
+    return GeneratedModel(files=files, prefix=prefix, arena_bytes=plan.arena_bytes,
+                          lower_bound=tensor_bound, weights_bytes=emitter.weights_bytes,
+                          macs=emitter.macs, ops=tuple(op.name for op in main.operators),
+                          input=info_in, output=info_out, trace_tensors=tuple(emitter.trace))
+
+
+def _count(items):
+    counts = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts

@@ -1,0 +1,308 @@
+"""Run a `.tflite` on an emulated Cortex-M and check every output byte against LiteRT.
+
+    result = mcu.run(tflite_bytes, board="mps2-an386", inputs=5)
+    result.exact                  # every output byte equals LiteRT's reference kernels'
+    result.instructions           # per inference, deterministic (SysTick under -icount)
+    result.macs_per_instruction, result.flash, result.ram, result.arena_bytes
+
+The model is compiled ahead of time (`codegen`), built with the C runtime and the board support
+(`qemu.build`: arm-none-eabi-gcc, -O2), and run under qemu-system-arm with `inputs` random int8
+inputs embedded in the program (seeded: the same inputs every run). The program prints each
+output and the instructions each inference took; LiteRT runs the same inputs with TFLite's
+reference kernels (`BUILTIN_REF`), and the bytes must be equal.
+
+`trace=True` also compares every op's output (a CRC-32 of it, printed by the program for the
+first input) with LiteRT's intermediate tensor: a final output can hide an error behind a
+saturated softmax, an intermediate one cannot.
+"""
+
+import dataclasses
+import pathlib
+import tempfile
+import time
+import zlib
+
+import numpy as np
+
+from tfedge.microcontroller import codegen, qemu
+
+_CALIBRATIONS = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class McuResult:
+    """What `run` measured. Byte counts are of the ELF's sections (see `qemu.MemoryUse`)."""
+
+    board: str
+    dsp: bool
+    exact: bool
+    mismatched_bytes: int
+    outputs: tuple            # uint8-viewed bytes per input, from the board
+    reference: tuple          # the same from LiteRT's reference kernels
+    instructions: tuple       # per inference, the counter's overhead removed
+    macs: int
+    code_bytes: int           # .text
+    weights_bytes: int        # .rodata: weights, kernel parameters, tables
+    data_bytes: int           # .data
+    bss_bytes: int            # .bss: the arena and the program's buffers
+    stack_used: int           # bytes of stack touched (the stack is painted at reset)
+    arena_bytes: int
+    lower_bound: int
+    trace_mismatches: tuple = ()  # (op index, op name) whose output differs, with trace=True
+    traced: bool = False          # the first inference also printed every op's CRC
+    seconds: float = 0.0
+
+    @property
+    def flash(self):
+        """Code + weights + the .data load image."""
+        return self.code_bytes + self.weights_bytes + self.data_bytes
+
+    @property
+    def ram(self):
+        """Static RAM (.data, .bss with the arena) plus the stack the run touched."""
+        return self.data_bytes + self.bss_bytes + self.stack_used
+
+    @property
+    def timed_instructions(self):
+        """The inferences whose count is the model's alone (a traced one also printed)."""
+        return self.instructions[1:] if self.traced and len(self.instructions) > 1 else \
+            self.instructions
+
+    @property
+    def macs_per_instruction(self):
+        """MACs over the slowest untraced inference's instructions."""
+        counts = self.timed_instructions
+        return self.macs / max(counts) if counts else 0.0
+
+    def as_dict(self):
+        d = dataclasses.asdict(self)
+        d.update(flash=self.flash, ram=self.ram,
+                 macs_per_instruction=round(self.macs_per_instruction, 4))
+        d["outputs"] = [bytes(o).hex() for o in self.outputs]
+        d["reference"] = [bytes(o).hex() for o in self.reference]
+        return d
+
+
+def _c_bytes(data):
+    return ", ".join(str(int(v)) for v in np.asarray(data, dtype=np.int8).ravel())
+
+
+_PROFILE_CODE = """
+static uint64_t op_instructions[%(ops)d];
+
+void tfedge_trace(int op, const int8_t *data, int32_t bytes) {
+  (void)data;
+  (void)bytes;
+  op_instructions[op] += tfedge_counter_read();
+  tfedge_counter_start();
+}
+
+static void report_profile(void) {
+  char key[40];
+  for (int op = 0; op < %(ops)d; op++) {
+    snprintf(key, sizeof key, "op%%d", op);
+    tfedge_report(key, op_instructions[op]);
+  }
+}
+"""
+
+
+def harness_source(generated, inputs, *, trace=False, profile=False):
+    """`main.c` for the board: runs `generated` on each of `inputs` (int8 arrays), printing
+    "output<i>: <hex>" and "tfedge: instructions<i>=<n>" lines, then the stack used.
+
+    `trace`: CRC-32 of every op's output on the first input. `profile`: instructions per op
+    over all inputs ("tfedge: op<k>=<n>"; each count includes the counter's overhead once)."""
+    if trace and profile:
+        raise ValueError("`trace` and `profile` each need the trace hook; choose one")
+    prefix = generated.prefix
+    rows = ",\n  ".join("{" + _c_bytes(x) + "}" for x in inputs)
+    if profile:
+        trace_code = _PROFILE_CODE % {"ops": max(1, len(generated.ops))}
+    else:
+        trace_code = """
+static int current_input;
+
+static uint32_t crc32(const int8_t *data, int32_t n) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (int32_t i = 0; i < n; i++) {
+    crc ^= (uint8_t)data[i];
+    for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+void tfedge_trace(int op, const int8_t *data, int32_t bytes) {
+  if (current_input == 0) printf("trace %d %08lx\\n", op, (unsigned long)crc32(data, bytes));
+}
+""" if trace else ""
+    return f"""/* Generated by tfedge: runs the model on embedded inputs under QEMU. */
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model.h"
+#include "tfedge_board.h"
+
+#define NUM_INPUTS {len(inputs)}
+static const int8_t inputs[NUM_INPUTS][{generated.input.bytes}] = {{
+  {rows}
+}};
+static int8_t output[{generated.output.bytes}];
+{trace_code}
+int main(void) {{
+  char label[32];
+  for (int i = 0; i < NUM_INPUTS; i++) {{
+{"    current_input = i;" if trace else ""}
+    tfedge_counter_start();
+    {prefix}_invoke(inputs[i], output);
+    uint64_t count = tfedge_counter_read();
+    snprintf(label, sizeof label, "instructions%d", i);
+    tfedge_report(label, count);
+    snprintf(label, sizeof label, "output%d", i);
+    tfedge_print_hex(label, output, sizeof output);
+  }}
+  tfedge_report("stack_used", tfedge_stack_used());
+{"  report_profile();" if profile else ""}
+  return 0;
+}}
+"""
+
+
+def calibration(board):
+    """The board's counter calibration (`qemu.calibrate`), measured once per process."""
+    name = qemu.get_board(board).name
+    if name not in _CALIBRATIONS:
+        _CALIBRATIONS[name] = qemu.calibrate(name)
+    return _CALIBRATIONS[name]
+
+
+def random_inputs(shape, count, seed=0):
+    """`count` int8 arrays of `shape`, uniform over [-128, 127], the same for the same seed."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(count)]
+
+
+def reference_outputs(tflite_bytes, inputs, *, with_intermediates=False):
+    """LiteRT's reference-kernel outputs for `inputs`, and optionally {tensor: array} of every
+    tensor of the first inference."""
+    from tfedge.converters import interpreter as litert
+
+    interp = litert.make_interpreter(tflite_bytes, reference=True,
+                                     preserve_all_tensors=with_intermediates)
+    outputs, tensors = [], {}
+    for i, x in enumerate(inputs):
+        out = litert.invoke(interp, [x])[0]
+        outputs.append(np.asarray(out))
+        if with_intermediates and i == 0:
+            for detail in interp.get_tensor_details():
+                try:
+                    tensors[detail["index"]] = np.array(interp.get_tensor(detail["index"]))
+                except ValueError:  # tensors without data (none in a well-formed model)
+                    pass
+    return outputs, tensors
+
+
+def build(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=False,
+          profile=False, output_dir=None, opt="-O2"):
+    """Generates and builds the program; returns (generated, executable, inputs)."""
+    generated = codegen.generate(tflite_bytes)
+    if isinstance(inputs, int):
+        if inputs < 1:
+            raise ValueError(f"`inputs` must be a count >= 1 or a list of arrays. Received: "
+                             f"inputs={inputs!r}")
+        inputs = random_inputs(generated.input.shape, inputs, seed)
+    inputs = [np.asarray(x, dtype=np.int8).reshape(generated.input.shape) for x in inputs]
+    folder = pathlib.Path(output_dir or tempfile.mkdtemp(prefix="tfedge-mcu-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in generated.files.items():
+        (folder / name).write_text(text)
+    (folder / "main.c").write_text(harness_source(generated, inputs, trace=trace,
+                                                  profile=profile))
+    defines = {}
+    if not dsp:
+        defines["TFEDGE_NO_DSP"] = None
+    if trace or profile:
+        defines["TFEDGE_TRACE"] = None
+    sources = [folder / "model.c", folder / "main.c"] + codegen.runtime_sources()
+    executable = qemu.build(sources, include_dirs=[folder, codegen.runtime_dir()],
+                            defines=defines, board=board, output_dir=folder, opt=opt,
+                            name="model")
+    return generated, executable, inputs
+
+
+def run(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=False,
+        timeout_s=300.0, output_dir=None):
+    """Builds the model for `board`, runs it under QEMU and compares it with LiteRT.
+
+    Args:
+      tflite_bytes: a full-int8 `.tflite` (int8 input and output) of ops the runtime has
+        (`codegen.SUPPORTED_OPS`).
+      board: "mps2-an386" (Cortex-M4), "mps2-an500" (Cortex-M7) or "mps3-an547" (Cortex-M55).
+      inputs: how many random inputs (seeded by `seed`), or a list of int8 arrays.
+      dsp: use the kernels' DSP-extension (SMLAD) loops; False builds the portable C ones.
+      trace: also compare every op's output for the first input (see the module docstring).
+      output_dir: keep the generated sources, the ELF and its map there.
+
+    Returns an `McuResult`. Raises codegen.CodegenError for a model the runtime cannot run,
+    qemu.BuildError / QemuError / QemuTimeoutError for build and run failures.
+    """
+    started = time.monotonic()
+    generated, executable, inputs = build(tflite_bytes, board, inputs=inputs, seed=seed,
+                                          dsp=dsp, trace=trace, output_dir=output_dir)
+    result = qemu.run(executable, timeout_s=timeout_s).check()
+    reports = result.reports
+    overhead = calibration(board).overhead
+    outputs = [result.hex(f"output{i}") for i in range(len(inputs))]
+    instructions = [reports[f"instructions{i}"] - overhead for i in range(len(inputs))]
+    expected, tensors = reference_outputs(tflite_bytes, inputs, with_intermediates=trace)
+    expected = [np.asarray(e).astype(np.int8).tobytes() for e in expected]
+    mismatched = sum(int(np.count_nonzero(np.frombuffer(a, np.int8) != np.frombuffer(b, np.int8)))
+                     for a, b in zip(outputs, expected))
+    trace_mismatches = ()
+    if trace:
+        printed = {}
+        for line in result.stdout.splitlines():
+            if line.startswith("trace "):
+                _, op, crc = line.split()
+                printed.setdefault(int(op), []).append(int(crc, 16))
+        bad = []
+        seen = {}
+        for op, tensor in generated.trace_tensors:
+            k = seen.get(op, 0)
+            seen[op] = k + 1
+            want = zlib.crc32(np.asarray(tensors[tensor]).astype(np.int8).tobytes())
+            got = printed.get(op, [])
+            if k >= len(got) or got[k] != want:
+                bad.append((op, generated.ops[op]))
+        trace_mismatches = tuple(dict.fromkeys(bad))
+    sizes = executable.sizes
+    return McuResult(
+        board=qemu.get_board(board).name, dsp=dsp, exact=mismatched == 0 and not trace_mismatches,
+        mismatched_bytes=mismatched, outputs=tuple(outputs), reference=tuple(expected),
+        instructions=tuple(instructions), macs=generated.macs, code_bytes=sizes.text,
+        weights_bytes=sizes.rodata, data_bytes=sizes.data, bss_bytes=sizes.bss,
+        stack_used=reports["stack_used"], arena_bytes=generated.arena_bytes,
+        lower_bound=generated.lower_bound, trace_mismatches=trace_mismatches, traced=trace,
+        seconds=round(time.monotonic() - started, 2))
+
+
+def profile(tflite_bytes, board="mps2-an386", *, inputs=1, seed=0, dsp=True, timeout_s=300.0,
+            output_dir=None):
+    """Instructions per op: [(op index, op name, instructions per inference)], in op order.
+
+    Each count is the counter's reading between consecutive ops, its overhead removed; ops the
+    code generator turned into nothing (aliased RESHAPEs) count 0."""
+    generated, executable, inputs = build(tflite_bytes, board, inputs=inputs, seed=seed,
+                                          dsp=dsp, profile=True, output_dir=output_dir)
+    reports = qemu.run(executable, timeout_s=timeout_s).check().reports
+    overhead = calibration(board).overhead
+    rows = []
+    for index, name in enumerate(generated.ops):
+        total = reports.get(f"op{index}", 0)
+        calls = sum(1 for op, _ in generated.trace_tensors if op == index) * len(inputs)
+        rows.append((index, name, max(0, total - calls * overhead) // len(inputs)))
+    return rows
+
+
+__all__ = ["McuResult", "build", "profile", "calibration", "harness_source", "random_inputs",
+           "reference_outputs", "run"]
