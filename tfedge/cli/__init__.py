@@ -9,6 +9,9 @@ import sys
 
 # command -> (module, one-line description)
 COMMANDS = {
+    "train": ("tfedge.cli.train",
+              "train a registry model with checkpoints (resumable, tf.distribute), then "
+              "compress it"),
     "compress": ("tfedge.cli.compress",
                  "train or load a model, quantize it to int8, check it on TFLM, write artifacts"),
     "export-c": ("tfedge.cli.export_c",

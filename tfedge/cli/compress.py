@@ -26,9 +26,11 @@ _INPUT_SIZE = flags.DEFINE_integer("input_size", 32, "Input height and width in 
                                    lower_bound=1)
 _CHANNELS = flags.DEFINE_enum("channels", "1", ["1", "3"], "Input channels.")
 _DATASET = flags.DEFINE_enum("dataset", "digits", data.DATASETS,
-                             "digits: scikit-learn's 8x8 digits, embedded. mnist: IDX files "
-                             "in --data_dir.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset's files (mnist).")
+                             "digits: scikit-learn's 8x8 digits, embedded. mnist: IDX files, "
+                             "cifar10: cifar-10-batches-bin, image_folder: one folder per "
+                             "class, all in --data_dir; tfds: prepared TFDS data (--tfds_name).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the dataset's files.")
+_TFDS_NAME = flags.DEFINE_string("tfds_name", None, "TFDS dataset name, with --dataset=tfds.")
 _WEIGHTS = flags.DEFINE_string("weights", None,
                                "Local weights file to start from (from model.save_weights).")
 _EPOCHS = flags.DEFINE_integer("epochs", 30, "Training epochs before compressing; 0 skips "
@@ -90,10 +92,23 @@ flags.register_multi_flags_validator(
     ["prune", "prune_channels"], lambda f: not (f["prune"] and f["prune_channels"]),
     message="--prune (magnitude pruning) and --prune_channels (channel pruning) are "
             "alternatives: set one of them")
-flags.register_multi_flags_validator(
-    ["dataset", "data_dir"], lambda f: f["dataset"] != "mnist" or f["data_dir"] is not None,
-    message="--dataset=mnist needs --data_dir=DIR holding the MNIST IDX files "
-            "(t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz], optionally train-*)")
+_FILES = {"mnist": "the MNIST IDX files (t10k-images-idx3-ubyte[.gz], "
+                   "t10k-labels-idx1-ubyte[.gz], optionally train-*)",
+          "cifar10": "cifar-10-batches-bin (data_batch_*.bin, test_batch.bin)",
+          "image_folder": "one sub-folder of images per class"}
+
+
+def _data_dir_given(values):
+    if values["dataset"] in _FILES and values["data_dir"] is None:
+        raise flags.ValidationError(f"--dataset={values['dataset']} needs --data_dir=DIR "
+                                    f"holding {_FILES[values['dataset']]}")
+    if values["dataset"] == "tfds" and not values["tfds_name"]:
+        raise flags.ValidationError("--dataset=tfds needs --tfds_name=NAME of a dataset "
+                                    "prepared on disk (nothing is downloaded)")
+    return True
+
+
+flags.register_multi_flags_validator(["dataset", "data_dir", "tfds_name"], _data_dir_given)
 
 
 def main(argv):
@@ -109,7 +124,7 @@ def main(argv):
     try:
         input_shape = (_INPUT_SIZE.value, _INPUT_SIZE.value, int(_CHANNELS.value))
         splits = data.load(_DATASET.value, input_shape=input_shape, data_dir=_DATA_DIR.value,
-                           seed=_SEED.value)
+                           seed=_SEED.value, tfds_name=_TFDS_NAME.value)
         training.seed_everything(_SEED.value)
         model = models.build(_MODEL.value, input_shape=input_shape,
                              num_classes=splits.num_classes, width=_WIDTH.value,
