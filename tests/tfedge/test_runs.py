@@ -181,3 +181,9 @@ def test_multi_worker_without_tf_config_says_what_to_set(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(runs.RunError, match="TF_CONFIG is not a cluster spec"):
         runs.make_strategy("multi_worker")
+
+
+def test_tpu_strategy_without_a_tpu_says_so(monkeypatch):
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(runs.RunError, match="strategy 'tpu' found no TPU to connect to"):
+        runs.make_strategy("tpu")

@@ -14,12 +14,16 @@ COMMANDS = {
               "compress it"),
     "compress": ("tfedge.cli.compress",
                  "train or load a model, quantize it to int8, check it on TFLM, write artifacts"),
+    "convert": ("tfedge.cli.convert",
+                "convert a saved Keras model to .tflite: int8, int16x8, dynamic, float16, float32"),
     "export-c": ("tfedge.cli.export_c",
                  "write model_data.cc/.h, op_resolver.h and the TFLM arena size for firmware"),
     "lint": ("tfedge.cli.lint",
              "say which ops TFLM with CMSIS-NN runs optimized, on reference kernels, or not"),
     "mcu": ("tfedge.cli.mcu",
             "compile a model to C and run it on an emulated Cortex-M, checked byte for byte"),
+    "profile": ("tfedge.cli.profile",
+                "parameters, MACs and peak activation memory of a model, layer by layer"),
 }
 
 
