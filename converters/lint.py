@@ -36,7 +36,7 @@ import dataclasses
 import json
 import os
 
-from tfedge.converters import tflite_reader
+from tfedge.converters import op_resolver, tflite_reader
 
 TARGETS = ("cortex-m4", "cortex-m7", "cortex-m55", "generic")
 STATUSES = ("optimized", "reference", "blocker")
@@ -47,36 +47,12 @@ STATUSES = ("optimized", "reference", "blocker")
 # MVE path where both are defined.
 TARGET_EXTENSIONS = {"cortex-m4": "DSP", "cortex-m7": "DSP", "cortex-m55": "MVE", "generic": None}
 
-# Builtin ops TFLM has a kernel for: the Add* methods of
-# tensorflow/lite/micro/micro_mutable_op_resolver.h, checked against the Register_* symbols of
-# the tflite-micro Python package's interpreter (python/tflite_micro/_runtime.so).
-TFLM_BUILTIN_OPS = frozenset({
-    "ABS", "ADD", "ADD_N", "ARG_MAX", "ARG_MIN", "ASSIGN_VARIABLE", "AVERAGE_POOL_2D",
-    "BATCH_MATMUL", "BATCH_TO_SPACE_ND", "BROADCAST_ARGS", "BROADCAST_TO", "CALL_ONCE", "CAST",
-    "CEIL", "CONCATENATION", "CONV_2D", "COS", "CUMSUM", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE",
-    "DEQUANTIZE", "DIV", "DYNAMIC_UPDATE_SLICE", "ELU", "EMBEDDING_LOOKUP", "EQUAL", "EXP",
-    "EXPAND_DIMS", "FILL", "FLOOR", "FLOOR_DIV", "FLOOR_MOD", "FULLY_CONNECTED", "GATHER",
-    "GATHER_ND", "GREATER", "GREATER_EQUAL", "HARD_SWISH", "IF", "L2_NORMALIZATION", "L2_POOL_2D",
-    "LEAKY_RELU", "LESS", "LESS_EQUAL", "LOG", "LOGICAL_AND", "LOGICAL_NOT", "LOGICAL_OR",
-    "LOGISTIC", "LOG_SOFTMAX", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MIRROR_PAD", "MUL",
-    "NEG", "NOT_EQUAL", "PACK", "PAD", "PADV2", "PRELU", "QUANTIZE", "READ_VARIABLE",
-    "REDUCE_ALL", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6", "RESHAPE", "RESIZE_BILINEAR",
-    "RESIZE_NEAREST_NEIGHBOR", "REVERSE_V2", "ROUND", "RSQRT", "SELECT_V2", "SHAPE", "SIN",
-    "SLICE", "SOFTMAX", "SPACE_TO_BATCH_ND", "SPACE_TO_DEPTH", "SPLIT", "SPLIT_V", "SQRT",
-    "SQUARE", "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "SVDF", "TANH",
-    "TRANSPOSE", "TRANSPOSE_CONV", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNPACK", "VAR_HANDLE",
-    "WHILE", "ZEROS_LIKE",
-})
-# Custom ops TFLM ships portable kernels for (micro_mutable_op_resolver.h AddCustom users such as
-# AddDetectionPostprocess, AddCircularBuffer and the signal library's AddWindow, AddRfft, ...;
-# the custom codes are the strings in the tflite-micro package's _runtime.so).
-TFLM_CUSTOM_OPS = frozenset({
-    "TFLite_Detection_PostProcess", "CIRCULAR_BUFFER", "TFLM_DECODE", "SignalDelay",
-    "SignalEnergy", "SignalFftAutoScale", "SignalFilterBank", "SignalFilterBankLog",
-    "SignalFilterBankSpectralSubtraction", "SignalFilterBankSquareRoot", "SignalFramer",
-    "SignalIrfft", "SignalOverlapAdd", "SignalPCAN", "SignalRfft", "SignalStacker",
-    "SignalWindow",
-})
+# Builtin ops TFLM has a kernel for, and custom ops it ships portable kernels for (detection
+# post-processing, the circular buffer, the signal library, ...): the ops its
+# MicroMutableOpResolver can register, one table shared with the op-resolver generator
+# (tfedge.converters.op_resolver, which cites its sources).
+TFLM_BUILTIN_OPS = frozenset(op_resolver.ADD_METHODS)
+TFLM_CUSTOM_OPS = frozenset(op_resolver.CUSTOM_ADD_METHODS) - {"ethos-u"}  # an NPU's, below
 # The custom op Arm's Vela compiler puts in place of the ops it moves to an Ethos-U NPU.
 ETHOS_U_CUSTOM_OP = "ethos-u"
 
