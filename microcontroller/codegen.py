@@ -248,14 +248,24 @@ def _check_int8(op, m, tensors):
 
 def _conv_params(m, op):
     x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    b = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
     o = op.options
-    function = quant.conv2d if op.name == "CONV_2D" else quant.depthwise_conv2d
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    # Constant biases (zeros without) and, for DEPTHWISE_CONV_2D, weights let quant precompute
+    # the DSP kernels' tables (the "tables" / "stream" arrays).
+    extra = {}
+    if (b is None or m.is_constant(b)) and m.is_constant(w):
+        channels = m.shape(w)[3 if depthwise else 0]
+        extra["bias"] = m.constant(b).ravel() if b is not None else np.zeros(channels, np.int32)
+        if depthwise:
+            extra["filter"] = m.constant(w)
+    function = quant.depthwise_conv2d if depthwise else quant.conv2d
     return function(input_shape=m.shape(x), filter_shape=m.shape(w), output_shape=m.shape(y),
                     strides=(o["stride_h"], o["stride_w"]), padding=o["padding"],
                     dilation=(o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)),
                     input_scale=m.scale(x), input_zero_point=m.zero_point(x),
                     filter_scales=m.scales(w), output_scale=m.scale(y),
-                    output_zero_point=m.zero_point(y), activation=_activation(op))
+                    output_zero_point=m.zero_point(y), activation=_activation(op), **extra)
 
 
 def _conv(e, op, scratch_name):
@@ -266,8 +276,9 @@ def _conv(e, op, scratch_name):
     bias = e.weight(b) if b is not None else "NULL"
     scratch = f"(arena + {e.offsets[scratch_name]})" if scratch_name else "NULL"
     e.macs += m.elements(y) * m.shape(w)[1] * m.shape(w)[2] * m.shape(w)[3]
+    tables = arrays.get("tables", "NULL")
     e.call(op, f"tfedge_conv2d_s8(&p{op.index}, {e.ptr(x)}, {e.weight(w)}, {bias}, "
-               f"{arrays['multiplier']}, {arrays['shift']}, {e.ptr(y)}, {scratch})")
+               f"{arrays['multiplier']}, {arrays['shift']}, {tables}, {e.ptr(y)}, {scratch})")
 
 
 def _depthwise(e, op, scratch_name):
@@ -278,8 +289,9 @@ def _depthwise(e, op, scratch_name):
     bias = e.weight(b) if b is not None else "NULL"
     scratch = f"(arena + {e.offsets[scratch_name]})" if scratch_name else "NULL"
     e.macs += m.elements(y) * m.shape(w)[1] * m.shape(w)[2]
+    stream = arrays.get("stream", "NULL")
     e.call(op, f"tfedge_depthwise_conv2d_s8(&p{op.index}, {e.ptr(x)}, {e.weight(w)}, {bias}, "
-               f"{arrays['multiplier']}, {arrays['shift']}, {e.ptr(y)}, {scratch})")
+               f"{arrays['multiplier']}, {arrays['shift']}, {stream}, {e.ptr(y)}, {scratch})")
 
 
 def _fully_connected(e, op, scratch_name):

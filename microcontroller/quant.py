@@ -233,12 +233,136 @@ def _check_shape(shape, rank, name):
     return shape
 
 
+def _round4(n):
+    return (n + 3) // 4 * 4
+
+
+def _conv_scratch_bytes(k, filter_c, output_c, groups, pixels):
+    """tfedge_conv2d_s8_scratch_bytes: two int16 columns of K rounded up to 4 values, the
+    requantization tables, the padding bytes; for filter_c not a multiple of 4 two byte staging
+    rows; the filter sign-extended to int16 (for 2 pixels or more, up to 16 KB), else for K not a
+    multiple of 4 a padded copy of the filter (up to 2048 bytes, else of its last 4 rows)."""
+    k4 = _round4(k)
+    n = 4 * k4 + 16 * output_c + 64 * groups + _round4(filter_c)
+    if filter_c % 4:
+        n += 2 * (k4 + 4)
+    per_group = output_c // groups
+    ext = groups * ((per_group + 1) // 2) * 4 * k4
+    if pixels >= 2 and per_group >= 2 and ext <= 16384:
+        n += ext
+    elif k != k4:
+        rows = output_c if output_c * k <= 2048 else min(output_c, 4)
+        n += _round4(rows * k + 4)
+    return n
+
+
+def _depthwise_scratch_bytes(channels, taps):
+    """tfedge_depthwise_conv2d_s8_scratch_bytes: the weight stream (16 + 2 * taps bytes per
+    channel, rounded up to 8), two tap lists of 8-byte entries, the padding bytes."""
+    stream = (channels * (16 + 2 * taps) + 7) // 8 * 8
+    return stream + 16 * taps + _round4(channels)
+
+
+_TAP_BOUND = 255 * 128  # TFEDGE_TAP_BOUND: the largest |(x + input_offset) * w| of a tap
+
+
+def _i32(value):
+    """The int32 that the low 32 bits of an integer are (two's complement)."""
+    value = int(value) & 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _pack16(lo, hi):
+    """tfedge_pack16: two int16 lanes in one int32 word."""
+    return _i32((int(lo) & 0xFFFF) | ((int(hi) & 0xFFFF) << 16))
+
+
+def _rqd(multiplier, shift, offset, bias, taps):
+    """(m, k, e) of the DSP kernels' doubled-accumulator requantization of one channel, as
+    tfedge_rqd_prepare computes it, or None where that form is not exact (right shifts of 1 to 22
+    and accumulators below 2^30: |bias| + taps * 255 * 128)."""
+    e = -int(shift)
+    bound = min(abs(int(bias)) + int(taps) * _TAP_BOUND, 0xFFFFFFFF)
+    if int(multiplier) < 0 or not 1 <= e <= 22 or bound >= 1 << 30 or not -128 <= offset <= 128:
+        return None
+    return [int(multiplier), _i32((1 << (e - 1)) + (int(offset) << e)), e]
+
+
+def _conv_tables(bias, mult, shift, output_offset, k, groups, per_group, pixels):
+    """The requantization tables tfedge_conv2d_s8 builds in its scratch (tfedge_conv_tables),
+    precomputed: per block of 2 output channels (4 for single-pixel convolutions) the doubled
+    biases and each channel's (m, k, e); the last block of a group overlaps the previous one
+    when the block does not divide the group. None where a channel does not fit that form."""
+    if per_group < 2:
+        return None
+    width = 4 if pixels == 1 and per_group >= 4 else 2
+    blocks = -(-per_group // width)
+    words = []
+    for g in range(groups):
+        for i in range(blocks):
+            c0 = g * per_group + (i * width if i + 1 < blocks else per_group - width)
+            block = [0] * (4 * width)
+            for r in range(width):
+                mke = _rqd(mult[c0 + r], shift[c0 + r], output_offset, bias[c0 + r], k)
+                if mke is None:
+                    return None
+                block[r] = _i32(2 * int(bias[c0 + r]))
+                at = (2 if width == 2 else 4) + 3 * r
+                block[at:at + 3] = mke
+            words += block
+    return np.asarray(words, dtype=np.int32)
+
+
+def _depthwise_stream(filter_values, bias, mult, shift, input_offset, output_offset, channels,
+                      taps):
+    """The weight stream tfedge_depthwise_conv2d_s8 builds in its scratch (tfedge_dw_stream),
+    precomputed: per group of 4 channels (then one of 2) the doubled biases with the input offset
+    folded in, 2 * (bias + input_offset * sum(w)), the doubled weights of each pair of taps as
+    int16 pairs, those of the odd last tap, then each channel's (m, k, e). None where a channel
+    does not fit the doubled form."""
+    if channels < 2:
+        return None
+    w = np.asarray(filter_values, dtype=np.int64).reshape(taps, channels)
+    groups4, groups2 = channels // 4, (channels & 2) >> 1
+    words, c0 = [], 0
+    for g in range(groups4 + groups2):
+        width = 4 if g < groups4 else 2
+        cs = range(c0, c0 + width)
+        words += [_i32(2 * (int(bias[c]) + input_offset * int(w[:, c].sum()))) for c in cs]
+        for i in range(0, taps - 1, 2):
+            words += [_pack16(2 * w[i, c], 2 * w[i + 1, c]) for c in cs]
+        if taps % 2:
+            t = w[taps - 1]
+            if width == 4:
+                words += [_pack16(2 * t[c0], 2 * t[c0 + 2]), _pack16(2 * t[c0 + 1], 2 * t[c0 + 3])]
+            else:
+                words.append(_pack16(2 * t[c0], 2 * t[c0 + 1]))
+        for c in cs:
+            mke = _rqd(mult[c], shift[c], output_offset, bias[c], taps)
+            if mke is None:
+                return None
+            words += mke
+        c0 += width
+    return np.asarray(words, dtype=np.int32)
+
+
+def _bias_values(bias, n, what):
+    bias = np.asarray(bias, dtype=np.int64).ravel()
+    if bias.size != n:
+        raise ValueError(f"`{what}` must hold {n} values (zeros where the op has no bias). "
+                         f"Received: {bias.size}")
+    return bias
+
+
 def conv2d(*, input_shape, filter_shape, output_shape, strides=1, padding="SAME", dilation=1,
            input_scale, input_zero_point, filter_scales, output_scale, output_zero_point,
-           activation="NONE"):
+           activation="NONE", bias=None):
     """CONV_2D (tfedge_conv_params): shapes NHWC / [out, kh, kw, in_per_group], per-channel or
     per-tensor filter scales. Mirrors conv.cc Prepare (ComputePaddingHeightWidth,
-    PopulateConvolutionQuantizationParams). Arrays: multiplier, shift [out_c]."""
+    PopulateConvolutionQuantizationParams). Arrays: multiplier, shift [out_c]; with `bias` (the
+    op's int32 biases, zeros where it has none) also tables, the DSP loops' requantization tables
+    computed ahead of time (tfedge_conv2d_s8's `tables`), unless a channel's multiplier does not
+    fit them."""
     n, ih, iw, ic = _check_shape(input_shape, 4, "input_shape")
     oc, fh, fw, fc = _check_shape(filter_shape, 4, "filter_shape")
     on, oh, ow, oc2 = _check_shape(output_shape, 4, "output_shape")
@@ -260,15 +384,24 @@ def conv2d(*, input_shape, filter_shape, output_shape, strides=1, padding="SAME"
                   dilation_h=dh, dilation_w=dw, pad_h=pad_h, pad_w=pad_w,
                   input_offset=-int(input_zero_point), output_offset=int(output_zero_point),
                   act_min=act_min, act_max=act_max)
-    return KernelParams("tfedge_conv_params", fields, {"multiplier": mult, "shift": shift},
-                        scratch_bytes=4 * fh * fw * fc + 16 * oc + (fc + 3) // 4 * 4)
+    arrays = {"multiplier": mult, "shift": shift}
+    if bias is not None:
+        tables = _conv_tables(_bias_values(bias, oc, "bias"), mult, shift, int(output_zero_point),
+                              fh * fw * fc, ic // fc, oc // (ic // fc), oh * ow)
+        if tables is not None:
+            arrays["tables"] = tables
+    return KernelParams("tfedge_conv_params", fields, arrays,
+                        scratch_bytes=_conv_scratch_bytes(fh * fw * fc, fc, oc, ic // fc, oh * ow))
 
 
 def depthwise_conv2d(*, input_shape, filter_shape, output_shape, strides=1, padding="SAME",
                      dilation=1, input_scale, input_zero_point, filter_scales, output_scale,
-                     output_zero_point, activation="NONE"):
+                     output_zero_point, activation="NONE", filter=None, bias=None):
     """DEPTHWISE_CONV_2D (tfedge_depthwise_params): filter [1, kh, kw, in_c * multiplier].
-    Mirrors depthwise_conv.cc Prepare. Arrays: multiplier, shift [in_c * depth_multiplier]."""
+    Mirrors depthwise_conv.cc Prepare. Arrays: multiplier, shift [in_c * depth_multiplier]; with
+    `filter` (the int8 weights) and `bias` (int32, zeros where the op has none) also stream, the
+    DSP loops' weight stream computed ahead of time (tfedge_depthwise_conv2d_s8's `stream`: depth
+    multiplier 1), unless a channel's multiplier does not fit it."""
     n, ih, iw, ic = _check_shape(input_shape, 4, "input_shape")
     one, fh, fw, oc = _check_shape(filter_shape, 4, "filter_shape")
     on, oh, ow, oc2 = _check_shape(output_shape, 4, "output_shape")
@@ -290,8 +423,18 @@ def depthwise_conv2d(*, input_shape, filter_shape, output_shape, strides=1, padd
                   stride_w=sw, dilation_h=dh, dilation_w=dw, pad_h=pad_h, pad_w=pad_w,
                   input_offset=-int(input_zero_point), output_offset=int(output_zero_point),
                   act_min=act_min, act_max=act_max)
-    return KernelParams("tfedge_depthwise_params", fields, {"multiplier": mult, "shift": shift},
-                        scratch_bytes=16 * oc + 8 * fh * fw)
+    arrays = {"multiplier": mult, "shift": shift}
+    if filter is not None and bias is not None and oc == ic:
+        filter_values = np.asarray(filter)
+        if filter_values.size != fh * fw * oc:
+            raise ValueError(f"`filter` must hold {fh * fw * oc} weights. Received: "
+                             f"{filter_values.size}")
+        stream = _depthwise_stream(filter_values, _bias_values(bias, oc, "bias"), mult, shift,
+                                   -int(input_zero_point), int(output_zero_point), oc, fh * fw)
+        if stream is not None:
+            arrays["stream"] = stream
+    return KernelParams("tfedge_depthwise_params", fields, arrays,
+                        scratch_bytes=_depthwise_scratch_bytes(oc, fh * fw))
 
 
 def fully_connected(*, input_size, filter_shape, input_scale, input_zero_point, filter_scales,

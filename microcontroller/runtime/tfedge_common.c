@@ -53,117 +53,39 @@ int32_t tfedge_round_double_scale(int32_t acc, uint32_t mant_lo, uint32_t mant_h
   return negative ? (int32_t)(0u - (uint32_t)magnitude) : (int32_t)(uint32_t)magnitude;
 }
 
-int32_t tfedge_rq_table(const int32_t *mult, const int32_t *shift, int32_t offset, int32_t n,
-                        tfedge_rq *tab) {
-  int32_t i, fast = 1;
-  for (i = 0; i < n; ++i) {
-    tab[i].multiplier = mult[i];
-    /* Folding the offset into the rounding constant needs |offset| << (e - 1)
-     * to stay below 2^30 (the high word of x * m is below 2^30). */
-    if (shift[i] < 0 && -shift[i] - 1 <= 22) {
-      const tfedge_rounder r = tfedge_mbqm_rounder(shift[i]);
-      tab[i].round_lo = r.lo;
-      tab[i].round_hi = (int32_t)((uint32_t)r.hi + ((uint32_t)offset << r.shift));
-      tab[i].shift1 = r.shift;
-    } else {
-      tab[i].round_lo = (uint32_t)shift[i];
-      tab[i].round_hi = offset;
-      tab[i].shift1 = -1;
-      fast = 0;
-    }
+int32_t tfedge_rqd_prepare(int32_t multiplier, int32_t shift, int32_t offset, uint32_t bound,
+                           int32_t *mke) {
+  const int32_t e = -shift;
+  /* |acc| < 2^30 keeps D = 2 * acc exact and |SRDHM| <= 2^30; with |offset| <= 128
+   * and e <= 22, |k| <= 2^21 + 2^29, so k + r - 1 cannot overflow. */
+  if (multiplier < 0 || e < 1 || e > 22 || bound >= (1u << 30) || offset < -128 ||
+      offset > 128) {
+    return 0;
   }
-  return fast;
+  mke[0] = multiplier;
+  mke[1] = (int32_t)((1u << (e - 1)) + ((uint32_t)offset << e));
+  mke[2] = e;
+  return 1;
 }
 
-/* MBQM(x) + offset for one table entry. */
-TFEDGE_INLINE int32_t tfedge_rq_apply(int32_t x, const tfedge_rq *e) {
-  if (e->shift1 < 0) return tfedge_mbqm(x, e->multiplier, (int32_t)e->round_lo) + e->round_hi;
-  {
-    tfedge_rounder r;
-    r.lo = e->round_lo;
-    r.hi = e->round_hi;
-    r.shift = e->shift1;
-    return tfedge_mbqm_right(x, e->multiplier, r);
-  }
+uint32_t tfedge_acc_bound(int32_t bias, int32_t taps) {
+  const uint64_t b = bias < 0 ? (uint64_t)0 - (uint64_t)(int64_t)bias : (uint64_t)bias;
+  const uint64_t total = b + (uint64_t)(uint32_t)taps * TFEDGE_TAP_BOUND;
+  return total > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)total;
 }
 
-TFEDGE_INLINE int8_t tfedge_ssat8(int32_t v) {
-  return (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
-}
-
-#if TFEDGE_ASM
-/* One requantization: AND, SUBS, SBC, SMLAL, ASR (tfedge_mbqm_right, with the
- * output offset folded into the rounding constant), then SSAT to int8. */
-#define TFEDGE_RQ_ASM(X)                                   \
-  "and    %[t], " X ", #0x80000000\n\t"                    \
-  "subs   %[lo], %[rl], %[t]\n\t"                          \
-  "sbc    %[hi], %[rh], #0\n\t"                            \
-  "smlal  %[lo], %[hi], " X ", %[m]\n\t"                   \
-  "asr    " X ", %[hi], %[e1]\n\t"                         \
-  "ssat   " X ", #8, " X "\n\t"
-#endif
-
-void tfedge_rq_rows2(const int32_t *acc, const tfedge_rq *tab, int32_t n, int32_t fast,
-                     int8_t *out_a, int8_t *out_b) {
-  int32_t j;
-#if TFEDGE_ASM
-  if (fast && n > 0) {
-    /* 22 instructions per channel (two outputs) in 13 registers. */
-    int32_t x, m, rl, rh, e1, t, lo, hi;
-    __asm__ volatile(
-        "1:\n\t"
-        "ldrd   %[m], %[rl], [%[tab]], #8\n\t"
-        "ldrd   %[rh], %[e1], [%[tab]], #8\n\t"
-        "ldr    %[x], [%[acc]], #4\n\t"
-        TFEDGE_RQ_ASM("%[x]")
-        "strb   %[x], [%[oa]], #1\n\t"
-        "ldr    %[x], [%[acc]], #4\n\t"
-        TFEDGE_RQ_ASM("%[x]")
-        "strb   %[x], [%[ob]], #1\n\t"
-        "subs   %[n], %[n], #1\n\t"
-        "bne    1b\n\t"
-        : [acc] "+r"(acc), [tab] "+r"(tab), [n] "+r"(n), [oa] "+r"(out_a), [ob] "+r"(out_b),
-          [x] "=&r"(x), [m] "=&r"(m), [rl] "=&r"(rl), [rh] "=&r"(rh), [e1] "=&r"(e1),
-          [t] "=&r"(t), [lo] "=&r"(lo), [hi] "=&r"(hi)
-        :
-        : "cc", "memory");
+void tfedge_copy_run(int8_t *dst, const int8_t *src, int32_t n) {
+  int32_t i = 0;
+  uint32_t v;
+  if (n >= 64) {
+    memcpy(dst, src, (size_t)n);
     return;
   }
-#else
-  (void)fast;
-#endif
-  for (j = 0; j < n; ++j) {
-    out_a[j] = tfedge_ssat8(tfedge_rq_apply(acc[2 * j], tab + j));
-    out_b[j] = tfedge_ssat8(tfedge_rq_apply(acc[2 * j + 1], tab + j));
+  for (; i + 4 <= n; i += 4) {
+    memcpy(&v, src + i, 4);
+    memcpy(dst + i, &v, 4);
   }
-}
-
-void tfedge_rq_row(const int32_t *acc, const tfedge_rq *tab, int32_t n, int32_t fast,
-                   int8_t *out) {
-  int32_t j;
-#if TFEDGE_ASM
-  if (fast && n > 0) {
-    int32_t a, m, rl, rh, e1, t, lo, hi;
-    __asm__ volatile(
-        "1:\n\t"
-        "ldrd   %[m], %[rl], [%[tab]], #8\n\t"
-        "ldrd   %[rh], %[e1], [%[tab]], #8\n\t"
-        "ldr    %[a], [%[acc]], #4\n\t"
-        TFEDGE_RQ_ASM("%[a]")
-        "strb   %[a], [%[out]], #1\n\t"
-        "subs   %[n], %[n], #1\n\t"
-        "bne    1b\n\t"
-        : [acc] "+r"(acc), [tab] "+r"(tab), [n] "+r"(n), [out] "+r"(out), [a] "=&r"(a),
-          [m] "=&r"(m), [rl] "=&r"(rl), [rh] "=&r"(rh), [e1] "=&r"(e1), [t] "=&r"(t),
-          [lo] "=&r"(lo), [hi] "=&r"(hi)
-        :
-        : "cc", "memory");
-    return;
-  }
-#else
-  (void)fast;
-#endif
-  for (j = 0; j < n; ++j) out[j] = tfedge_ssat8(tfedge_rq_apply(acc[j], tab + j));
+  for (; i < n; ++i) dst[i] = src[i];
 }
 
 void tfedge_clamp_s8(int8_t *p, int32_t n, int32_t lo, int32_t hi) {

@@ -85,31 +85,50 @@ TFEDGE_INLINE int8_t tfedge_mul_one(const tfedge_mul_ctx *c, int32_t x, int32_t 
 
 /* The fast ADD: with TFLite's parameters the input with the larger scale has the
  * multiplier 0.5 exactly, (2^30, 0), whose MBQM of (x + offset) << 20 is
- * (x + offset) << 19; the other input's scaled values come from a 256-entry
- * table; the output scaling is a right shift. */
+ * (x + offset) << 19; the other input's scaled values, plus that offset part,
+ * come from a 256-entry table. Both are doubled, so that the output scaling is
+ * tfedge_rqd (|sum| < 2^28: each scaled input is at most 255 * 2^19 + 1). */
 typedef struct {
-  const int32_t *table; /* scaled values of the tabled input, by (uint8_t)x */
-  int32_t half_offset;  /* offset of the (2^30, 0) input */
-  tfedge_rounder r;     /* output scaling */
-  int32_t out_mult, out_off, lo, hi;
+  const int32_t *table; /* 2 * (scaled tabled input + half_offset * 2^19), by (uint8_t)x */
+  int32_t mke[3];       /* output requantization (tfedge_rqd) */
 } tfedge_add_fast;
 
 TFEDGE_INLINE int8_t tfedge_add_fast_one(const tfedge_add_fast *f, int32_t half, int32_t tabled) {
-  const int32_t sum = (half + f->half_offset) * (1 << 19) + f->table[(uint8_t)tabled];
-  const int32_t out = tfedge_mbqm_right(sum, f->out_mult, f->r) + f->out_off;
-  return (int8_t)tfedge_clamp(out, f->lo, f->hi);
+  return tfedge_rqd((int32_t)((uint32_t)f->table[(uint8_t)tabled] + ((uint32_t)half << 20)),
+                    f->mke);
 }
 
 #define TFEDGE_ADD_FAST_1(F, x, y) tfedge_add_fast_one(F, x, y)
 #define TFEDGE_ADD_FAST_2(F, x, y) tfedge_add_fast_one(F, y, x)
+
+/* n outputs of equally shaped inputs, four at a time. */
+static void tfedge_add_fast_flat(const tfedge_add_fast *f, const int8_t *half,
+                                 const int8_t *tabled, int8_t *out, int32_t n) {
+  int32_t i = 0;
+#if TFEDGE_DSP
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t h = tfedge_read4(half + i), t = tfedge_read4(tabled + i);
+    const int8_t o0 = tfedge_add_fast_one(f, (int8_t)h, (int8_t)t);
+    const int8_t o1 = tfedge_add_fast_one(f, (int8_t)(h >> 8), (int8_t)(t >> 8));
+    const int8_t o2 = tfedge_add_fast_one(f, (int8_t)(h >> 16), (int8_t)(t >> 16));
+    const int8_t o3 = tfedge_add_fast_one(f, (int8_t)(h >> 24), (int8_t)(t >> 24));
+    out[i] = o0;
+    out[i + 1] = o1;
+    out[i + 2] = o2;
+    out[i + 3] = o3;
+  }
+#endif
+  for (; i < n; ++i) out[i] = tfedge_add_fast_one(f, half[i], tabled[i]);
+}
 
 static int32_t tfedge_add_try_fast(const tfedge_add_params *p, const tfedge_broadcast *b,
                                    const int8_t *input1, const int8_t *input2, int8_t *output) {
   int32_t table[256];
   tfedge_add_fast f;
   int32_t i, half_first;
+  uint32_t bound = 255u << 19; /* |(half + offset) << 19| */
   const int32_t size = b->dims[0] * b->dims[1] * b->dims[2] * b->dims[3] * b->dims[4] * b->dims[5];
-  if (p->left_shift != 20 || p->output_shift >= 0 || size < 512) return 0;
+  if (p->left_shift != 20 || size < 512) return 0;
   if (p->input1_multiplier == (1 << 30) && p->input1_shift == 0) {
     half_first = 1;
   } else if (p->input2_multiplier == (1 << 30) && p->input2_shift == 0) {
@@ -121,20 +140,31 @@ static int32_t tfedge_add_try_fast(const tfedge_add_params *p, const tfedge_broa
     const int32_t off = half_first ? p->input2_offset : p->input1_offset;
     const int32_t m = half_first ? p->input2_multiplier : p->input1_multiplier;
     const int32_t sh = half_first ? p->input2_shift : p->input1_shift;
-    for (i = -128; i < 128; ++i) table[(uint8_t)i] = tfedge_mbqm((i + off) * (1 << 20), m, sh);
+    const int32_t half_off = half_first ? p->input1_offset : p->input2_offset;
+    uint32_t most = 0;
+    for (i = -128; i < 128; ++i) {
+      const int32_t scaled = tfedge_mbqm((i + off) * (1 << 20), m, sh);
+      const uint32_t mag = scaled < 0 ? 0u - (uint32_t)scaled : (uint32_t)scaled;
+      if (mag > most) most = mag;
+      table[(uint8_t)i] = (int32_t)((uint32_t)(scaled + half_off * (1 << 19)) << 1);
+    }
+    bound = most >= (1u << 30) ? 0xFFFFFFFFu : bound + most;
+  }
+  if (!tfedge_rqd_prepare(p->output_multiplier, p->output_shift, p->output_offset, bound,
+                          f.mke)) {
+    return 0;
   }
   f.table = table;
-  f.half_offset = half_first ? p->input1_offset : p->input2_offset;
-  f.r = tfedge_mbqm_rounder(p->output_shift);
-  f.out_mult = p->output_multiplier;
-  f.out_off = p->output_offset;
-  f.lo = p->act_min;
-  f.hi = p->act_max;
-  if (half_first) {
+  if (b->strides1[5] == 1 && b->strides2[5] == 1 && b->dims[0] * b->dims[1] * b->dims[2] *
+                                                            b->dims[3] * b->dims[4] == 1) {
+    tfedge_add_fast_flat(&f, half_first ? input1 : input2, half_first ? input2 : input1, output,
+                         size);
+  } else if (half_first) {
     TFEDGE_BROADCAST_LOOP(TFEDGE_ADD_FAST_1, &f);
   } else {
     TFEDGE_BROADCAST_LOOP(TFEDGE_ADD_FAST_2, &f);
   }
+  tfedge_clamp_s8(output, size, p->act_min, p->act_max);
   return 1;
 }
 
@@ -154,9 +184,75 @@ void tfedge_add_s8(const tfedge_add_params *p, const tfedge_broadcast *b, const 
   TFEDGE_BROADCAST_LOOP(tfedge_add_one, &c);
 }
 
+#if TFEDGE_DSP
+/* MUL with the doubled form: D = 2 (x + off1)(y + off2) = SMULxx of the int16
+ * pairs (x + off1) and 2 (y + off2), four elements per iteration of the
+ * innermost (stride 1, 1) loop; |(x + off1)(y + off2)| <= 255 * 255. */
+typedef struct {
+  uint32_t off1, off2x2; /* pack16(off1, off1), pack16(2 off2, 2 off2) */
+  int32_t mke[3];
+} tfedge_mul_fast;
+
+static void tfedge_mul_fast_flat(const tfedge_mul_fast *f, const int8_t *x, const int8_t *y,
+                                 int8_t *out, int32_t n) {
+  int32_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t xv = tfedge_read4(x + i), yv = tfedge_read4(y + i);
+    const uint32_t x02 = tfedge_sxtab16(f->off1, xv), x13 = tfedge_sxtab16_ror8(f->off1, xv);
+    const uint32_t y02 = tfedge_dbl02(f->off2x2, yv), y13 = tfedge_dbl13(f->off2x2, yv);
+    const int8_t o0 = tfedge_rqd(tfedge_smulbb(x02, y02), f->mke);
+    const int8_t o1 = tfedge_rqd(tfedge_smulbb(x13, y13), f->mke);
+    const int8_t o2 = tfedge_rqd(tfedge_smultt(x02, y02), f->mke);
+    const int8_t o3 = tfedge_rqd(tfedge_smultt(x13, y13), f->mke);
+    out[i] = o0;
+    out[i + 1] = o1;
+    out[i + 2] = o2;
+    out[i + 3] = o3;
+  }
+  for (; i < n; ++i) {
+    const int32_t xo = x[i] + (int16_t)(f->off1 & 0xFFFFu);
+    const int32_t yo = 2 * y[i] + (int16_t)(f->off2x2 & 0xFFFFu);
+    out[i] = tfedge_rqd(xo * yo, f->mke);
+  }
+}
+
+static int32_t tfedge_mul_try_fast(const tfedge_mul_params *p, const tfedge_broadcast *b,
+                                   const int8_t *input1, const int8_t *input2, int8_t *output) {
+  tfedge_mul_fast f;
+  const int32_t *d = b->dims, *s1 = b->strides1, *s2 = b->strides2;
+  const int32_t size = d[0] * d[1] * d[2] * d[3] * d[4] * d[5];
+  int32_t i0, i1, i2, i3, i4;
+  int8_t *out = output;
+  if (s1[5] != 1 || s2[5] != 1) return 0;
+  if (!tfedge_rqd_prepare(p->output_multiplier, p->output_shift, p->output_offset, 65025u,
+                          f.mke)) {
+    return 0;
+  }
+  f.off1 = tfedge_pack16(p->input1_offset, p->input1_offset);
+  f.off2x2 = tfedge_pack16(2 * p->input2_offset, 2 * p->input2_offset);
+  for (i0 = 0; i0 < d[0]; ++i0)
+    for (i1 = 0; i1 < d[1]; ++i1)
+      for (i2 = 0; i2 < d[2]; ++i2)
+        for (i3 = 0; i3 < d[3]; ++i3)
+          for (i4 = 0; i4 < d[4]; ++i4) {
+            const int8_t *a1 =
+                input1 + i0 * s1[0] + i1 * s1[1] + i2 * s1[2] + i3 * s1[3] + i4 * s1[4];
+            const int8_t *a2 =
+                input2 + i0 * s2[0] + i1 * s2[1] + i2 * s2[2] + i3 * s2[3] + i4 * s2[4];
+            tfedge_mul_fast_flat(&f, a1, a2, out, d[5]);
+            out += d[5];
+          }
+  tfedge_clamp_s8(output, size, p->act_min, p->act_max);
+  return 1;
+}
+#endif
+
 void tfedge_mul_s8(const tfedge_mul_params *p, const tfedge_broadcast *b, const int8_t *input1,
                    const int8_t *input2, int8_t *output) {
   tfedge_mul_ctx c;
+#if TFEDGE_DSP
+  if (tfedge_mul_try_fast(p, b, input1, input2, output)) return;
+#endif
   c.out = tfedge_make_scaler(p->output_multiplier, p->output_shift);
   c.off1 = p->input1_offset;
   c.off2 = p->input2_offset;

@@ -76,6 +76,29 @@ TFEDGE_INLINE int32_t tfedge_smlabb(uint32_t a, uint32_t b, int32_t acc) {
 TFEDGE_INLINE int32_t tfedge_smlatt(uint32_t a, uint32_t b, int32_t acc) {
   return __smlatt((int32_t)a, (int32_t)b, acc);
 }
+TFEDGE_INLINE int32_t tfedge_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+  return __smlabt((int32_t)a, (int32_t)b, acc);
+}
+TFEDGE_INLINE int32_t tfedge_smulbb(uint32_t a, uint32_t b) {
+  int32_t r;
+  __asm__("smulbb %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+TFEDGE_INLINE int32_t tfedge_smultt(uint32_t a, uint32_t b) {
+  int32_t r;
+  __asm__("smultt %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+/* Bytewise signed max of four int8 lanes (SSUB8 sets GE, SEL picks). */
+TFEDGE_INLINE uint32_t tfedge_max8(uint32_t a, uint32_t b) {
+  uint32_t r, t;
+  __asm__("ssub8  %[t], %[a], %[b]\n\t"
+          "sel    %[r], %[a], %[b]\n\t"
+          : [r] "=r"(r), [t] "=&r"(t)
+          : [a] "r"(a), [b] "r"(b)
+          : "cc");
+  return r;
+}
 #elif defined(TFEDGE_EMULATE_DSP)
 #define TFEDGE_DSP 1
 TFEDGE_INLINE uint32_t tfedge_lane16(int32_t v) { return (uint32_t)v & 0xFFFFu; }
@@ -105,6 +128,20 @@ TFEDGE_INLINE int32_t tfedge_smlabb(uint32_t a, uint32_t b, int32_t acc) {
 }
 TFEDGE_INLINE int32_t tfedge_smlatt(uint32_t a, uint32_t b, int32_t acc) {
   return (int32_t)((uint32_t)acc + (uint32_t)(tfedge_hi16(a) * tfedge_hi16(b)));
+}
+TFEDGE_INLINE int32_t tfedge_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(tfedge_lo16(a) * tfedge_hi16(b)));
+}
+TFEDGE_INLINE int32_t tfedge_smulbb(uint32_t a, uint32_t b) { return tfedge_lo16(a) * tfedge_lo16(b); }
+TFEDGE_INLINE int32_t tfedge_smultt(uint32_t a, uint32_t b) { return tfedge_hi16(a) * tfedge_hi16(b); }
+TFEDGE_INLINE uint32_t tfedge_max8(uint32_t a, uint32_t b) {
+  uint32_t r = 0;
+  int32_t i;
+  for (i = 0; i < 32; i += 8) {
+    const int32_t x = (int8_t)(uint8_t)(a >> i), y = (int8_t)(uint8_t)(b >> i);
+    r |= (uint32_t)(uint8_t)(x > y ? x : y) << i;
+  }
+  return r;
 }
 #else
 #define TFEDGE_DSP 0
@@ -209,31 +246,88 @@ TFEDGE_INLINE int32_t tfedge_mbqm_right(int32_t x, int32_t multiplier, tfedge_ro
   return (int32_t)(n >> 32) >> r.shift;
 }
 
-/* A channel's requantization prepared once per kernel call (DSP paths): for a
- * right shift of at most 23, the tfedge_rounder constants with the output
- * offset folded into round_hi (adding offset << shift1 to the high word adds
- * offset to the result); otherwise shift1 = -1, round_lo holds the original
- * shift and round_hi the offset (tfedge_mbqm). */
-typedef struct {
-  int32_t multiplier;
-  uint32_t round_lo;
-  int32_t round_hi;
-  int32_t shift1;
-} tfedge_rq;
+/* ---- Requantization of doubled accumulators (DSP paths) ------------------ */
+/*
+ * The DSP loops accumulate D = 2 * acc (their int16 operands, inputs or weights,
+ * are doubled ahead of the loop, the bias too), which turns
+ * MultiplyByQuantizedMultiplier(acc, m, -e) + offset into 4 instructions:
+ *
+ *   t = SMMLAR(D, m, k)            = k + floor((2 * acc * m + 2^31) / 2^32)
+ *                                  = k + SRDHM(acc, m)              (= k + r)
+ *   t = t + (D >> 31)              = k + r - (acc < 0)
+ *   out = SSAT8(t >> e)
+ *
+ * with k = 2^(e - 1) + offset * 2^e: RoundingDivideByPOT(r, e) is
+ * floor((r + 2^(e-1) - (r < 0)) / 2^e), and (r < 0) can be replaced by
+ * (acc < 0) (for m >= 0 they differ only where r == 0, and both give 0 there).
+ * Exact when 1 <= e <= 22 and |acc| < 2^30 (then D is exact, and |k + r| stays
+ * below 2^31); tfedge_rqd_prepare checks both from a bound on |acc|. Other
+ * channels (multipliers of 0.5 and above, huge biases) take the general
+ * tfedge_mbqm path of the caller.
+ */
 
-/* Fills tab[0..n) from TFLite (multiplier, shift) arrays and the output offset;
- * returns 1 when every channel has the fast form. */
-int32_t tfedge_rq_table(const int32_t *mult, const int32_t *shift, int32_t offset, int32_t n,
-                        tfedge_rq *tab);
+/* Largest |x + input_offset| * |w| of one int8 tap: 255 * 128. */
+#define TFEDGE_TAP_BOUND 32640u
 
-/* out_a[j], out_b[j] = ssat8(MBQM(acc[2j]) + offset), ssat8(MBQM(acc[2j + 1]) +
- * offset) for n channels of two pixels (acc channel-major: pixel a, pixel b). */
-void tfedge_rq_rows2(const int32_t *acc, const tfedge_rq *tab, int32_t n, int32_t fast,
-                     int8_t *out_a, int8_t *out_b);
+/* (m, k, e) of one channel into mke[0..2]; returns 0 (and leaves mke alone)
+ * when the doubled form is not exact for accumulators up to `bound` in
+ * magnitude (bound < 2^32: |bias| + taps * TFEDGE_TAP_BOUND). */
+int32_t tfedge_rqd_prepare(int32_t multiplier, int32_t shift, int32_t offset, uint32_t bound,
+                           int32_t *mke);
 
-/* out[j] = ssat8(MBQM(acc[j]) + offset) for n channels of one pixel. */
-void tfedge_rq_row(const int32_t *acc, const tfedge_rq *tab, int32_t n, int32_t fast,
-                   int8_t *out);
+/* |bias| + taps * TFEDGE_TAP_BOUND, saturated to 2^32 - 1. */
+uint32_t tfedge_acc_bound(int32_t bias, int32_t taps);
+
+#if defined(__ARM_FEATURE_SAT) && !defined(TFEDGE_EMULATE_DSP)
+#include <arm_acle.h>
+TFEDGE_INLINE int8_t tfedge_ssat8(int32_t v) { return (int8_t)__ssat(v, 8); }
+#else
+TFEDGE_INLINE int8_t tfedge_ssat8(int32_t v) {
+  return (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+}
+#endif
+
+/* ((acc << 32) + a * b + 2^31) >> 32, the high word of the 64-bit sum (SMMLAR). */
+#if TFEDGE_DSP && !defined(TFEDGE_EMULATE_DSP)
+TFEDGE_INLINE int32_t tfedge_smmlar(int32_t a, int32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+#else
+TFEDGE_INLINE int32_t tfedge_smmlar(int32_t a, int32_t b, int32_t acc) {
+  const uint64_t sum = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)a * (int64_t)b) +
+                       0x80000000u;
+  return (int32_t)(uint32_t)(sum >> 32);
+}
+#endif
+
+/* The requantized int8 value of a doubled accumulator d (see above). */
+TFEDGE_INLINE int8_t tfedge_rqd(int32_t d, const int32_t *mke) {
+  const int32_t t = (int32_t)((uint32_t)tfedge_smmlar(d, mke[0], mke[1]) + (uint32_t)(d >> 31));
+  return tfedge_ssat8(t >> mke[2]);
+}
+
+#if TFEDGE_DSP
+/* Lane-wise (a + b) of two int16 pairs. */
+TFEDGE_INLINE uint32_t tfedge_add16(uint32_t a, uint32_t b) {
+  return ((a + b) & 0xFFFFu) | (((a >> 16) + (b >> 16)) << 16);
+}
+
+/* The int16 pairs (2 * (x[0] + o), 2 * (x[2] + o)) and (2 * (x[1] + o),
+ * 2 * (x[3] + o)) of four int8 values x; off4 = pack16(2 * o, 2 * o). */
+TFEDGE_INLINE uint32_t tfedge_dbl02(uint32_t off4, uint32_t x) {
+  return tfedge_sxtab16(tfedge_sxtab16(off4, x), x);
+}
+TFEDGE_INLINE uint32_t tfedge_dbl13(uint32_t off4, uint32_t x) {
+  return tfedge_sxtab16_ror8(tfedge_sxtab16_ror8(off4, x), x);
+}
+
+TFEDGE_INLINE void tfedge_write4(int8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+#endif
+
+/* memcpy for the short runs of CONCATENATION / SPLIT (word copies below 64 bytes). */
+void tfedge_copy_run(int8_t *dst, const int8_t *src, int32_t n);
 
 /* Clamps n int8 values to [lo, hi] in place (4 at a time with SSUB8 / SEL). */
 void tfedge_clamp_s8(int8_t *p, int32_t n, int32_t lo, int32_t hi);

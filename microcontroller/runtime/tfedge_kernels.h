@@ -23,8 +23,9 @@
  * Build options
  *  - On cores with the DSP extension (__ARM_FEATURE_DSP: Cortex-M4, M7, M33,
  *    M55) CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED use SMLAD / SMLABB
- *    loops (hand-scheduled inline asm when optimizing, ACLE intrinsics
- *    otherwise); their results are identical to the portable loops.
+ *    loops (hand-scheduled asm functions when optimizing, ACLE intrinsics
+ *    otherwise), and ADD, MUL, pooling and MEAN SIMD loops; their results are
+ *    identical to the portable loops.
  *    -DTFEDGE_NO_DSP disables them, -DTFEDGE_NO_ASM keeps them in C (needed
  *    with -fno-omit-frame-pointer: the asm loops use 13 registers), and
  *    -DTFEDGE_EMULATE_DSP compiles them on any host (for testing).
@@ -66,10 +67,16 @@ typedef struct {
   int32_t act_min, act_max;
 } tfedge_conv_params;
 
-/* Bytes of scratch tfedge_conv2d_s8 needs: 4 * filter_h * filter_w * filter_c
- * (two int16 receptive fields) + 16 * output_c (requantization constants) +
- * filter_c rounded up to a multiple of 4 (padding values). The same in every
- * build; the portable loops do not touch it. */
+/* Bytes of scratch tfedge_conv2d_s8 needs (the same in every build; the
+ * portable loops do not touch it): two int16 receptive fields of K =
+ * filter_h * filter_w * filter_c values rounded up to 4 (4 * K4 bytes), the
+ * requantization tables (16 * output_c + 64 * groups), filter_c rounded up to
+ * 4 (padding values), 2 * (K4 + 4) more when filter_c is no multiple of 4
+ * (staging rows), and for two output pixels or more the filter widened to
+ * int16 (groups * ceil(output_c / groups / 2) * 4 * K4 bytes) when that is at
+ * most 16 KB, otherwise, when K is no multiple of 4, a padded copy of the
+ * filter (of its last 4 rows when it is above 2 KB). quant.conv2d gives the
+ * same number ahead of time. */
 size_t tfedge_conv2d_s8_scratch_bytes(const tfedge_conv_params *p);
 
 /* CONV_2D, int8 in/out, int8 per-channel weights (zero point 0), grouped when
@@ -79,12 +86,15 @@ size_t tfedge_conv2d_s8_scratch_bytes(const tfedge_conv_params *p);
  *   filter  [output_c, filter_h, filter_w, filter_c]
  *   bias    [output_c] or NULL
  *   out_mult, out_shift  [output_c]
+ *   tables  NULL, or the DSP loops' requantization tables precomputed by
+ *           quant.conv2d(..., bias=...) (arrays["tables"]); the DSP build
+ *           builds them in the scratch when NULL, the portable one ignores them
  *   output  [batches, output_h, output_w, output_c]
  *   scratch tfedge_conv2d_s8_scratch_bytes(p) bytes, 4-byte aligned; NULL makes
  *           the DSP build fall back to the portable loops. */
 void tfedge_conv2d_s8(const tfedge_conv_params *p, const int8_t *input, const int8_t *filter,
                       const int32_t *bias, const int32_t *out_mult, const int32_t *out_shift,
-                      int8_t *output, void *scratch);
+                      const int32_t *tables, int8_t *output, void *scratch);
 
 /* ------------------------------------------------------------------------
  * DEPTHWISE_CONV_2D
@@ -103,9 +113,11 @@ typedef struct {
   int32_t act_min, act_max;
 } tfedge_depthwise_params;
 
-/* Bytes of scratch tfedge_depthwise_conv2d_s8 needs: 16 * input_c *
- * depth_multiplier (requantization constants) + 8 * filter_h * filter_w (tap
- * list). The same in every build; the portable loops do not touch it. */
+/* Bytes of scratch tfedge_depthwise_conv2d_s8 needs: (16 + 2 * taps) * input_c
+ * * depth_multiplier rounded up to 8 (the weight stream), 16 * taps (tap
+ * lists), input_c * depth_multiplier rounded up to 4 (padding values), with
+ * taps = filter_h * filter_w. The same in every build; the portable loops do
+ * not touch it. */
 size_t tfedge_depthwise_conv2d_s8_scratch_bytes(const tfedge_depthwise_params *p);
 
 /* DEPTHWISE_CONV_2D; output channel c * depth_multiplier + m reads input
@@ -113,13 +125,17 @@ size_t tfedge_depthwise_conv2d_s8_scratch_bytes(const tfedge_depthwise_params *p
  *   input  [batches, input_h, input_w, input_c]
  *   filter [1, filter_h, filter_w, input_c * depth_multiplier]
  *   bias, out_mult, out_shift [input_c * depth_multiplier] (bias may be NULL)
+ *   stream NULL, or the DSP loops' weight stream precomputed by
+ *          quant.depthwise_conv2d(..., filter=..., bias=...) (arrays["stream"]);
+ *          the DSP build builds it in the scratch when NULL, the portable one
+ *          ignores it
  *   output [batches, output_h, output_w, input_c * depth_multiplier]
  *   scratch tfedge_depthwise_conv2d_s8_scratch_bytes(p) bytes, 4-byte aligned;
  *           NULL makes the DSP build fall back to the portable loops. */
 void tfedge_depthwise_conv2d_s8(const tfedge_depthwise_params *p, const int8_t *input,
                                 const int8_t *filter, const int32_t *bias,
                                 const int32_t *out_mult, const int32_t *out_shift,
-                                int8_t *output, void *scratch);
+                                const int32_t *stream, int8_t *output, void *scratch);
 
 /* ------------------------------------------------------------------------
  * FULLY_CONNECTED

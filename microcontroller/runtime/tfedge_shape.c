@@ -1,33 +1,57 @@
 /* tfedge runtime: CONCATENATION, SPLIT / SPLIT_V, TRANSPOSE, PAD. */
 #include "tfedge_internal.h"
 
+/* Copies `rows` runs of n bytes, src_step and dst_step bytes apart, a word at a
+ * time where n is a multiple of 4. */
+static void tfedge_copy_rows(int8_t *dst, int32_t dst_step, const int8_t *src, int32_t src_step,
+                             int32_t n, int32_t rows) {
+  int32_t k, i;
+  uint32_t v;
+  if (n == 4) {
+    for (k = 0; k < rows; ++k, src += src_step, dst += dst_step) {
+      memcpy(&v, src, 4);
+      memcpy(dst, &v, 4);
+    }
+  } else if ((n & 3) == 0 && n <= 64) {
+    for (k = 0; k < rows; ++k, src += src_step, dst += dst_step) {
+      for (i = 0; i < n; i += 4) {
+        memcpy(&v, src + i, 4);
+        memcpy(dst + i, &v, 4);
+      }
+    }
+  } else {
+    for (k = 0; k < rows; ++k, src += src_step, dst += dst_step) tfedge_copy_run(dst, src, n);
+  }
+}
+
 void tfedge_concatenation_s8(const tfedge_concat_params *p, const int8_t *const *inputs,
                              const int32_t *copy_sizes,
                              const tfedge_requant_params *const *requant, int8_t *output) {
-  int32_t k, i;
-  for (k = 0; k < p->outer_size; ++k) {
-    for (i = 0; i < p->num_inputs; ++i) {
-      const int32_t n = copy_sizes[i];
-      const int8_t *src = inputs[i] + (size_t)k * n;
-      if (requant != NULL && requant[i] != NULL) {
-        tfedge_requantize_s8(requant[i], src, output, n);
-      } else {
-        memcpy(output, src, (size_t)n);
+  int32_t k, i, total = 0, at = 0;
+  for (i = 0; i < p->num_inputs; ++i) total += copy_sizes[i];
+  /* Input by input: each one's rows go to the same place in every output row. */
+  for (i = 0; i < p->num_inputs; ++i) {
+    const int32_t n = copy_sizes[i];
+    if (requant != NULL && requant[i] != NULL) {
+      for (k = 0; k < p->outer_size; ++k) {
+        tfedge_requantize_s8(requant[i], inputs[i] + (size_t)k * n,
+                             output + (size_t)k * total + at, n);
       }
-      output += n;
+    } else {
+      tfedge_copy_rows(output + at, total, inputs[i], n, n, p->outer_size);
     }
+    at += n;
   }
 }
 
 void tfedge_split_s8(const tfedge_split_params *p, const int8_t *input, int8_t *const *outputs,
                      const int32_t *copy_sizes) {
-  int32_t k, i;
-  for (k = 0; k < p->outer_size; ++k) {
-    for (i = 0; i < p->num_outputs; ++i) {
-      const int32_t n = copy_sizes[i];
-      memcpy(outputs[i] + (size_t)k * n, input, (size_t)n);
-      input += n;
-    }
+  int32_t i, total = 0, at = 0;
+  for (i = 0; i < p->num_outputs; ++i) total += copy_sizes[i];
+  for (i = 0; i < p->num_outputs; ++i) {
+    const int32_t n = copy_sizes[i];
+    tfedge_copy_rows(outputs[i], n, input + at, total, n, p->outer_size);
+    at += n;
   }
 }
 

@@ -87,7 +87,8 @@ class Runtime:
         lib.tfedge_conv2d_s8_scratch_bytes.restype = ctypes.c_size_t
         lib.tfedge_depthwise_conv2d_s8_scratch_bytes.restype = ctypes.c_size_t
 
-    def conv2d(self, params, x, w, bias):
+    def conv2d(self, params, x, w, bias, tables=True):
+        """tables: pass the precomputed tables of `params` (if it has them), else NULL."""
         p = c_struct(params)
         f = params.fields
         out = np.zeros((f["batches"], f["output_h"], f["output_w"], f["output_c"]), np.int8)
@@ -95,13 +96,15 @@ class Runtime:
         assert size == params.scratch_bytes
         scratch = np.zeros(max(1, size // 4), np.int32)
         m, s = _i32(params.arrays["multiplier"]), _i32(params.arrays["shift"])
+        t = _i32(params.arrays["tables"]) if tables and "tables" in params.arrays else None
         x, w = _i8(x), _i8(w)
         b = None if bias is None else _i32(bias)
-        self.lib.tfedge_conv2d_s8(ctypes.byref(p), ptr(x), ptr(w), ptr(b), ptr(m), ptr(s),
+        self.lib.tfedge_conv2d_s8(ctypes.byref(p), ptr(x), ptr(w), ptr(b), ptr(m), ptr(s), ptr(t),
                                   ptr(out), ptr(scratch))
         return out
 
-    def depthwise_conv2d(self, params, x, w, bias):
+    def depthwise_conv2d(self, params, x, w, bias, stream=True):
+        """stream: pass the precomputed weight stream of `params` (if it has one), else NULL."""
         p = c_struct(params)
         f = params.fields
         out = np.zeros((f["batches"], f["output_h"], f["output_w"],
@@ -112,8 +115,9 @@ class Runtime:
         size = self.lib.tfedge_depthwise_conv2d_s8_scratch_bytes(ctypes.byref(p))
         assert size == params.scratch_bytes
         scratch = np.zeros(max(1, size // 4), np.int32)
+        st = _i32(params.arrays["stream"]) if stream and "stream" in params.arrays else None
         self.lib.tfedge_depthwise_conv2d_s8(ctypes.byref(p), ptr(x), ptr(w), ptr(b), ptr(m),
-                                            ptr(s), ptr(out), ptr(scratch))
+                                            ptr(s), ptr(st), ptr(out), ptr(scratch))
         return out
 
     def fully_connected(self, params, x, w, bias):

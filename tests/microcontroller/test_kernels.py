@@ -99,6 +99,17 @@ CONV_VARIANTS = {
     "grouped_1x1_g3": dict(shape=(5, 5, 12), filters=15, kernel=1, groups=3),
     "2x2_stride2_valid_c1": dict(shape=(8, 8, 1), filters=4, kernel=2, strides=2,
                                  padding="valid"),
+    # The DSP paths' special cases: an odd pixel count (pointwise loop), single pixels
+    # (4-channel blocks, overlapping last block), K % 4 != 0 above the 2 KB whole-filter copy
+    # (padded last rows), filters above the 16 KB int16 widening (read in place).
+    "1x1_odd_pixels_k8": dict(shape=(5, 5, 8), filters=12, kernel=1),
+    "1x1_single_pixel": dict(shape=(1, 1, 40), filters=18, kernel=1),
+    "3x3_valid_1px_c5": dict(shape=(3, 3, 5), filters=50, kernel=3, padding="valid"),
+    "3x3_wide_c6": dict(shape=(5, 5, 6), filters=150, kernel=3),
+    "1x1_wide_k64": dict(shape=(4, 3, 64), filters=260, kernel=1),
+    # Pointwise loops reading past a group of 10 / 6 channels (the last pixels may not).
+    "grouped_1x1_g3_c10": dict(shape=(5, 5, 30), filters=36, kernel=1, groups=3),
+    "1x1_k6": dict(shape=(4, 4, 6), filters=8, kernel=1),
 }
 
 
@@ -160,16 +171,19 @@ def small_inputs(g, op, rng):
     return np.clip(zp + rng.integers(-3, 4, size=g.shape(op.inputs[0])), -128, 127).astype(np.int8)
 
 
-def conv_params(g, op):
+def conv_params(g, op, bias=None):
+    """quant.conv2d of the op; with `bias` (None: zeros) also its precomputed tables."""
     o = op.builtinOptions
     x_i, w_i, o_i = op.inputs[0], op.inputs[1], op.outputs[0]
+    if bias is None:
+        bias = np.zeros(g.shape(w_i)[0], np.int32)
     return quant.conv2d(
         input_shape=g.shape(x_i), filter_shape=g.shape(w_i), output_shape=g.shape(o_i),
         strides=(o.strideH, o.strideW), padding=kc.PADDING_NAMES[o.padding],
         dilation=(o.dilationHFactor, o.dilationWFactor), input_scale=g.scale(x_i),
         input_zero_point=g.zero_point(x_i), filter_scales=g.scales(w_i),
         output_scale=g.scale(o_i), output_zero_point=g.zero_point(o_i),
-        activation=kc.ACTIVATION_NAMES[o.fusedActivationFunction])
+        activation=kc.ACTIVATION_NAMES[o.fusedActivationFunction], bias=bias)
 
 
 def _weights(g, op):
@@ -191,13 +205,19 @@ def test_conv2d(runtimes, name):
             extreme_multipliers(g, op, rng, shape_w[0], large=trial == 4)
         elif trial:
             randomize_weighted(g, op, rng, shape_w[0], int(np.prod(shape_w[1:])))
-        model, params = g.to_bytes(), conv_params(g, op)
         w, bias = _weights(g, op)
+        model, params = g.to_bytes(), conv_params(g, op, bias)
+        # The doubled form (and so precomputed tables) fits usual multipliers, not trial 4's
+        # around 1 (nor, for most channels, trial 5's right shifts beyond 22).
+        assert ("tables" in params.arrays) == (trial < 4) or trial == 5, trial
         for _ in range(3):
             x = (small_inputs(g, op, rng) if trial == 4
                  else kc.random_int8(rng, g.shape(op.inputs[0])))
-            check(runtimes, kc.reference(model, [x])[0], lambda rt: rt.conv2d(params, x, w, bias),
+            expected = kc.reference(model, [x])[0]
+            check(runtimes, expected, lambda rt: rt.conv2d(params, x, w, bias),
                   f"CONV_2D {name} trial {trial}")
+            check(runtimes, expected, lambda rt: rt.conv2d(params, x, w, bias, tables=False),
+                  f"CONV_2D {name} trial {trial} (tables built at run time)")
 
 
 DEPTHWISE_VARIANTS = {
@@ -207,6 +227,12 @@ DEPTHWISE_VARIANTS = {
     "5x5_dilated2_c12_relu6": dict(shape=(11, 11, 12), kernel=5, dilation=2, activation="relu6"),
     "3x3_stride2_same_c16_relu": dict(shape=(9, 9, 16), kernel=3, strides=2, activation="relu"),
     "2x3_multiplier3_c4": dict(shape=(6, 7, 4), kernel=(2, 3), multiplier=3, padding="valid"),
+    # The DSP paths: 5x5 (unrolled) with a 2-channel group, an odd channel count (the last one
+    # by the portable loops), an even tap count (no odd last tap), a 3x3 image (all border).
+    "5x5_c10": dict(shape=(7, 7, 10), kernel=5),
+    "3x3_c7": dict(shape=(6, 6, 7), kernel=3, activation="relu6"),
+    "2x2_c8": dict(shape=(6, 5, 8), kernel=2),
+    "3x3_on_3x3_c20": dict(shape=(3, 3, 20), kernel=3),
 }
 
 
@@ -233,21 +259,27 @@ def test_depthwise_conv2d(runtimes, name):
             randomize_weighted(g, op, rng, channels, kh * kw)
         o = op.builtinOptions
         x_i, w_i, o_i = op.inputs[0], op.inputs[1], op.outputs[0]
+        w, bias = _weights(g, op)
         params = quant.depthwise_conv2d(
             input_shape=g.shape(x_i), filter_shape=g.shape(w_i), output_shape=g.shape(o_i),
             strides=(o.strideH, o.strideW), padding=kc.PADDING_NAMES[o.padding],
             dilation=(o.dilationHFactor, o.dilationWFactor), input_scale=g.scale(x_i),
             input_zero_point=g.zero_point(x_i), filter_scales=g.scales(w_i),
             output_scale=g.scale(o_i), output_zero_point=g.zero_point(o_i),
-            activation=kc.ACTIVATION_NAMES[o.fusedActivationFunction])
-        assert params.fields["depth_multiplier"] == DEPTHWISE_VARIANTS[name].get("multiplier", 1)
+            activation=kc.ACTIVATION_NAMES[o.fusedActivationFunction], filter=w,
+            bias=bias if bias is not None else np.zeros(channels, np.int32))
+        multiplier = DEPTHWISE_VARIANTS[name].get("multiplier", 1)
+        assert params.fields["depth_multiplier"] == multiplier
+        assert ("stream" in params.arrays) == (trial < 4 and multiplier == 1) or trial == 5, trial
         model = g.to_bytes()
-        w, bias = _weights(g, op)
         for _ in range(3):
             x = small_inputs(g, op, rng) if trial == 4 else kc.random_int8(rng, g.shape(x_i))
-            check(runtimes, kc.reference(model, [x])[0],
-                  lambda rt: rt.depthwise_conv2d(params, x, w, bias),
+            expected = kc.reference(model, [x])[0]
+            check(runtimes, expected, lambda rt: rt.depthwise_conv2d(params, x, w, bias),
                   f"DEPTHWISE_CONV_2D {name} trial {trial}")
+            check(runtimes, expected,
+                  lambda rt: rt.depthwise_conv2d(params, x, w, bias, stream=False),
+                  f"DEPTHWISE_CONV_2D {name} trial {trial} (stream built at run time)")
 
 
 FC_VARIANTS = {
