@@ -383,24 +383,44 @@ def float_ops(tflite_bytes):
 _SOFTMAX_MIN_INPUT_SCALE = 2.0 ** -26
 
 
+# TFLite's Prepare quantizes a fused activation's bounds (RELU6: 6, RELU_N1_TO_1: -1 and 1) with
+# the output scale into int32, and refuses the op when bound / scale does not fit.
+_ACTIVATION_BOUNDS = {"RELU6": 6.0, "RELU_N1_TO_1": 1.0}
+_INT32_LIMIT = float(2 ** 31)
+
+
 def degenerate_ops(tflite_bytes):
-    """Ops whose calibrated ranges are too narrow for TFLite's kernels to run them (today: an
-    int8 SOFTMAX whose input scale is too small, which aborts the interpreter)."""
+    """Ops whose calibrated ranges are too narrow for TFLite's kernels to run them: an int8
+    SOFTMAX whose input scale is too small (it aborts the interpreter), and an op with a fused
+    RELU6 / RELU_N1_TO_1 whose output scale is so small that the bound is beyond int32 steps
+    (its Prepare fails: `no_integer_overflow_from_quantization`). Both come from activations
+    that are (almost) constant on the calibration data."""
     model = tflite_reader.read_tflite(tflite_bytes)
     found = []
     for subgraph in model.subgraphs:
         for op in subgraph.operators:
-            if op.name != "SOFTMAX":
+            if op.name == "SOFTMAX":
+                tensor = subgraph.tensors[op.inputs[0]]
+                if tensor.type_name != "INT8":
+                    continue  # the int16 kernel uses a lookup table and has no such limit
+                scale = tensor.quantization.scale if tensor.quantization else ()
+                if scale and scale[0] <= _SOFTMAX_MIN_INPUT_SCALE:
+                    found.append(
+                        f"SOFTMAX #{op.index} input {tensor.name!r} has scale {scale[0]:.3g} "
+                        f"(its calibrated range is about {255 * scale[0]:.3g} wide); TFLite's "
+                        f"kernel needs a scale above {_SOFTMAX_MIN_INPUT_SCALE:.3g}")
                 continue
-            tensor = subgraph.tensors[op.inputs[0]]
-            if tensor.type_name != "INT8":
-                continue  # the int16 kernel uses a lookup table and has no such limit
+            activation = (op.options or {}).get("fused_activation_function")
+            bound = _ACTIVATION_BOUNDS.get(activation)
+            if bound is None or not op.outputs or op.outputs[0] < 0:
+                continue
+            tensor = subgraph.tensors[op.outputs[0]]
             scale = tensor.quantization.scale if tensor.quantization else ()
-            if scale and scale[0] <= _SOFTMAX_MIN_INPUT_SCALE:
+            if scale and 0 < scale[0] and bound / scale[0] >= _INT32_LIMIT:
                 found.append(
-                    f"SOFTMAX #{op.index} input {tensor.name!r} has scale {scale[0]:.3g} (its "
-                    f"calibrated range is about {255 * scale[0]:.3g} wide); TFLite's kernel "
-                    f"needs a scale above {_SOFTMAX_MIN_INPUT_SCALE:.3g}")
+                    f"{op.name} #{op.index} output {tensor.name!r} has scale {scale[0]:.3g}: "
+                    f"its {activation} bound {bound:g} is {bound / scale[0]:.3g} steps, beyond "
+                    "int32, so TFLite's Prepare refuses the op")
     return found
 
 
@@ -458,10 +478,11 @@ def check_full_integer(tflite_bytes, activations="int8", *, input_type=None, out
     degenerate = degenerate_ops(tflite_bytes)
     if degenerate:
         raise ConversionError(
-            f"the {mode} model would abort TFLite's interpreters:\n  " +
+            f"the {mode} model cannot run in TFLite's interpreters (they abort or refuse it):"
+            "\n  " +
             "\n  ".join(degenerate) +
-            "\nThe logits are (almost) constant on the calibration data. Train the model before "
-            "converting it, or calibrate with data that exercises it.")
+            "\nThese activations are (almost) constant on the calibration data. Train the model "
+            "before converting it, or calibrate with data that exercises it.")
     if problems:
         raise ConversionError(
             f"the model is not full {mode}:\n  " + "\n  ".join(problems) +

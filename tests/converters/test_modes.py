@@ -286,6 +286,43 @@ def test_int16x8_names_the_op_it_has_no_kernel_for():
 
 
 @integration
+def test_a_relu6_bound_beyond_int32_steps_is_refused_naming_the_op():
+    # Weights of 1e-6 keep the convolution's outputs near 4e-5: at int16 the output scale is
+    # about 1.2e-9 and RELU6's bound 4.9e9 steps, beyond int32, which LiteRT's Prepare refuses
+    # ("no_integer_overflow_from_quantization"). At int8 the scale is about 128x larger (1.6e-7)
+    # and the bound fits.
+    from tfedge._keras import layers
+
+    def conv_relu6(x):
+        conv = layers.Conv2D(4, 3, padding="same", kernel_initializer="ones")
+        y = layers.ReLU(6.0)(conv(x))
+        conv.set_weights([np.full_like(w, 1e-6) if w.ndim == 4 else w
+                          for w in conv.get_weights()])
+        return layers.Dense(3)(layers.GlobalAveragePooling2D()(y))
+
+    model = tiny(conv_relu6)
+    images = np.abs(calibration())
+    with pytest.raises(tflite.ConversionError,
+                       match=r"(?s)CONV_2D #\d+ output .* RELU6 bound 6 is .* steps, beyond int32"
+                             r".*constant on the calibration data"):
+        tflite.to_int16x8(model, images)
+    # Without the check, LiteRT itself refuses the model.
+    with pytest.raises(RuntimeError, match="no_integer_overflow_from_quantization"):
+        _unchecked_int16x8(model, images)
+    int8 = tflite.to_int8(model, images)
+    assert not tflite.degenerate_ops(int8)
+    litert.make_interpreter(int8, reference=True)
+
+
+def _unchecked_int16x8(model, images):
+    from unittest import mock
+
+    with mock.patch.object(tflite, "degenerate_ops", return_value=[]):
+        tflite_bytes = tflite.to_int16x8(model, images)
+    return litert.make_interpreter(tflite_bytes, reference=True)
+
+
+@integration
 def test_int8_and_int16_checks_refuse_each_other(small_int8, small_int16):
     with pytest.raises(tflite.ConversionError, match="(?s)not full int8.*is INT16, not INT8"):
         tflite.check_full_int8(small_int16)
