@@ -546,6 +546,42 @@ static TFEDGE_NOINLINE __attribute__((naked)) void tfedge_gemm2x2x_asm(
       "pop    {r4-r11, pc}\n\t");
 }
 
+/* Column words of pixels a, b in r9, r10 -> doubled pairs, stored at r3. */
+#define TFEDGE_COL_PAIR                   \
+  "sxtab16 r5, r4, r9\n\t"                \
+  "sxtab16 r5, r5, r9\n\t"                \
+  "sxtab16 r6, r4, r10\n\t"               \
+  "sxtab16 r6, r6, r10\n\t"               \
+  "sxtab16 r7, r4, r9, ror #8\n\t"        \
+  "sxtab16 r7, r7, r9, ror #8\n\t"        \
+  "sxtab16 r8, r4, r10, ror #8\n\t"       \
+  "sxtab16 r8, r8, r10, ror #8\n\t"       \
+  "stm    r3!, {r5-r8}\n\t"
+
+/* The end of a pixel pair in tfedge_pw_asm / tfedge_stem_asm (their frames
+ * share the job's layout; FRAME is the frame's size): the block loop over the
+ * group's channels, then the next pair, and the return. */
+#define TFEDGE_PAIR_BLOCKS_AND_NEXT(FRAME)                            \
+  "ldrd   r1, lr, [sp, #8]\n\t"  /* w, tab */                         \
+  "ldr    r0, [sp, #40]\n\t"                                          \
+  "ldr    r2, [sp, #56]\n\t"                                          \
+  "add    r2, r0, r2\n\t"                                             \
+  "str    r0, [sp, #16]\n\t"                                          \
+  "str    r2, [sp, #24]\n\t"                                          \
+  TFEDGE_GEMM2X2X_BLOCKS                                              \
+  "ldrd   r0, r1, [sp, #28]\n\t" /* in, in_step */                    \
+  "add    r0, r0, r1\n\t"                                             \
+  "str    r0, [sp, #28]\n\t"                                          \
+  "ldrd   r0, r1, [sp, #40]\n\t" /* out (pair), out_pair_step */      \
+  "add    r0, r0, r1\n\t"                                             \
+  "str    r0, [sp, #40]\n\t"                                          \
+  "ldr    r0, [sp, #36]\n\t"                                          \
+  "subs   r0, r0, #1\n\t"                                             \
+  "str    r0, [sp, #36]\n\t"                                          \
+  "bne    0b\n\t"                                                     \
+  "add    sp, sp, #" FRAME "\n\t"                                     \
+  "pop    {r4-r11, pc}\n\t"
+
 /* tfedge_pw_c. Frame (sp): the job, 60 bytes, fields at 0 col, 4 n4, 8 w,
  * 12 tab, 16 out (running), 20 out_step, 24 out end, 28 in, 32 in_step,
  * 36 pairs, 40 out (pair), 44 out_pair_step, 48 b_off, 52 off4, 56 out bytes. */
@@ -568,38 +604,10 @@ static TFEDGE_NOINLINE __attribute__((naked)) void tfedge_pw_asm(
       "4:\n\t"
       "ldr    r9, [r0], #4\n\t"
       "ldr    r10, [r1], #4\n\t"
-      "sxtab16 r5, r4, r9\n\t"
-      "sxtab16 r5, r5, r9\n\t"
-      "sxtab16 r6, r4, r10\n\t"
-      "sxtab16 r6, r6, r10\n\t"
-      "sxtab16 r7, r4, r9, ror #8\n\t"
-      "sxtab16 r7, r7, r9, ror #8\n\t"
-      "sxtab16 r8, r4, r10, ror #8\n\t"
-      "sxtab16 r8, r8, r10, ror #8\n\t"
-      "stm    r3!, {r5-r8}\n\t"
+      TFEDGE_COL_PAIR
       "subs   r2, r2, #1\n\t"
       "bne    4b\n\t"
-      /* The blocks over the group's channels. */
-      "ldrd   r1, lr, [sp, #8]\n\t"  /* w, tab */
-      "ldr    r0, [sp, #40]\n\t"
-      "ldr    r2, [sp, #56]\n\t"
-      "add    r2, r0, r2\n\t"
-      "str    r0, [sp, #16]\n\t"
-      "str    r2, [sp, #24]\n\t"
-      TFEDGE_GEMM2X2X_BLOCKS
-      /* The next pair. */
-      "ldrd   r0, r1, [sp, #28]\n\t" /* in, in_step */
-      "add    r0, r0, r1\n\t"
-      "str    r0, [sp, #28]\n\t"
-      "ldrd   r0, r1, [sp, #40]\n\t" /* out (pair), out_pair_step */
-      "add    r0, r0, r1\n\t"
-      "str    r0, [sp, #40]\n\t"
-      "ldr    r0, [sp, #36]\n\t"
-      "subs   r0, r0, #1\n\t"
-      "str    r0, [sp, #36]\n\t"
-      "bne    0b\n\t"
-      "add    sp, sp, #60\n\t"
-      "pop    {r4-r11, pc}\n\t");
+      TFEDGE_PAIR_BLOCKS_AND_NEXT("60"));
 }
 
 /* Frame (sp): 0 col, 4 w, 8 k, 12 3k, 16 n4, 20 tab, 24 out, 28 out end,
@@ -676,17 +684,6 @@ TFEDGE_INLINE void tfedge_gemm2x2x(const tfedge_gemm2x2x_job *j,
 }
 
 #if TFEDGE_ASM
-/* Column words of pixels a, b in r9, r10 -> doubled pairs, stored at r3. */
-#define TFEDGE_COL_PAIR                   \
-  "sxtab16 r5, r4, r9\n\t"                \
-  "sxtab16 r5, r5, r9\n\t"                \
-  "sxtab16 r6, r4, r10\n\t"               \
-  "sxtab16 r6, r6, r10\n\t"               \
-  "sxtab16 r7, r4, r9, ror #8\n\t"        \
-  "sxtab16 r7, r7, r9, ror #8\n\t"        \
-  "sxtab16 r8, r4, r10, ror #8\n\t"       \
-  "sxtab16 r8, r8, r10, ror #8\n\t"       \
-  "stm    r3!, {r5-r8}\n\t"
 
 /* tfedge_stem_c: the frame of tfedge_pw_asm plus 60 row. */
 static TFEDGE_NOINLINE __attribute__((naked)) void tfedge_stem_asm(
@@ -740,27 +737,7 @@ static TFEDGE_NOINLINE __attribute__((naked)) void tfedge_stem_asm(
       "ldr    r10, [r1, #5]\n\t"
       "lsr    r10, r10, #8\n\t"
       TFEDGE_COL_PAIR
-      /* The blocks over the channels. */
-      "ldrd   r1, lr, [sp, #8]\n\t"  /* w, tab */
-      "ldr    r0, [sp, #40]\n\t"
-      "ldr    r2, [sp, #56]\n\t"
-      "add    r2, r0, r2\n\t"
-      "str    r0, [sp, #16]\n\t"
-      "str    r2, [sp, #24]\n\t"
-      TFEDGE_GEMM2X2X_BLOCKS
-      /* The next pair. */
-      "ldrd   r0, r1, [sp, #28]\n\t" /* in, in_step */
-      "add    r0, r0, r1\n\t"
-      "str    r0, [sp, #28]\n\t"
-      "ldrd   r0, r1, [sp, #40]\n\t" /* out (pair), out_pair_step */
-      "add    r0, r0, r1\n\t"
-      "str    r0, [sp, #40]\n\t"
-      "ldr    r0, [sp, #36]\n\t"
-      "subs   r0, r0, #1\n\t"
-      "str    r0, [sp, #36]\n\t"
-      "bne    0b\n\t"
-      "add    sp, sp, #68\n\t"
-      "pop    {r4-r11, pc}\n\t");
+      TFEDGE_PAIR_BLOCKS_AND_NEXT("68"));
 }
 #endif
 

@@ -240,32 +240,24 @@ static void tfedge_dw_row_c(const tfedge_dw_job *j, const tfedge_dw_plain *plain
   "smlabb  r5, r9, " W1 ", r5\n\t"                  \
   "smlatt  r7, r9, " W1 ", r7\n\t"
 
+/* out++ = tfedge_rqd(ACC) with (m, k, e) in registers M, K, E (lr is out). */
+#define TFEDGE_DW_RQ_STORE(ACC, M, K, E)                \
+  "smmlar  r12, " ACC ", " M ", " K "\n\t"              \
+  "add     r12, r12, " ACC ", asr #31\n\t"              \
+  "asr     r12, r12, " E "\n\t"                         \
+  "ssat    r12, #8, r12\n\t"                            \
+  "strb    r12, [lr], #1\n\t"
+
 /* Requantizes the 4 accumulators and stores them at out (frame), then moves to
  * the next group; falls through when r0 reaches the end. */
 #define TFEDGE_DW_EPILOGUE                                 \
   "ldr     lr, [sp, #8]\n\t"                               \
   "ldm     r2!, {r1, r3, r8, r9, r10, r11}\n\t"            \
-  "smmlar  r12, r4, r1, r3\n\t"                            \
-  "add     r12, r12, r4, asr #31\n\t"                      \
-  "asr     r12, r12, r8\n\t"                               \
-  "ssat    r12, #8, r12\n\t"                               \
-  "strb    r12, [lr], #1\n\t"                              \
-  "smmlar  r12, r5, r9, r10\n\t"                           \
-  "add     r12, r12, r5, asr #31\n\t"                      \
-  "asr     r12, r12, r11\n\t"                              \
-  "ssat    r12, #8, r12\n\t"                               \
-  "strb    r12, [lr], #1\n\t"                              \
+  TFEDGE_DW_RQ_STORE("r4", "r1", "r3", "r8")               \
+  TFEDGE_DW_RQ_STORE("r5", "r9", "r10", "r11")             \
   "ldm     r2!, {r1, r3, r8, r9, r10, r11}\n\t"            \
-  "smmlar  r12, r6, r1, r3\n\t"                            \
-  "add     r12, r12, r6, asr #31\n\t"                      \
-  "asr     r12, r12, r8\n\t"                               \
-  "ssat    r12, #8, r12\n\t"                               \
-  "strb    r12, [lr], #1\n\t"                              \
-  "smmlar  r12, r7, r9, r10\n\t"                           \
-  "add     r12, r12, r7, asr #31\n\t"                      \
-  "asr     r12, r12, r11\n\t"                              \
-  "ssat    r12, #8, r12\n\t"                               \
-  "strb    r12, [lr], #1\n\t"                              \
+  TFEDGE_DW_RQ_STORE("r6", "r1", "r3", "r8")               \
+  TFEDGE_DW_RQ_STORE("r7", "r9", "r10", "r11")             \
   "str     lr, [sp, #8]\n\t"                               \
   "ldr     r3, [sp, #12]\n\t"                              \
   "add     r0, r0, #4\n\t"                                 \
@@ -297,16 +289,8 @@ static void tfedge_dw_row_c(const tfedge_dw_job *j, const tfedge_dw_plain *plain
   "smlabt  r5, r9, r11, r5\n\t"                            \
   "ldr     lr, [sp, #8]\n\t"                               \
   "ldm     r2!, {r1, r3, r8, r9, r10, r11}\n\t"            \
-  "smmlar  r12, r4, r1, r3\n\t"                            \
-  "add     r12, r12, r4, asr #31\n\t"                      \
-  "asr     r12, r12, r8\n\t"                               \
-  "ssat    r12, #8, r12\n\t"                               \
-  "strb    r12, [lr], #1\n\t"                              \
-  "smmlar  r12, r5, r9, r10\n\t"                           \
-  "add     r12, r12, r5, asr #31\n\t"                      \
-  "asr     r12, r12, r11\n\t"                              \
-  "ssat    r12, #8, r12\n\t"                               \
-  "strb    r12, [lr], #1\n\t"                              \
+  TFEDGE_DW_RQ_STORE("r4", "r1", "r3", "r8")               \
+  TFEDGE_DW_RQ_STORE("r5", "r9", "r10", "r11")             \
   "str     lr, [sp, #8]\n\t"
 
 /* Frame (sp): 0 list, 4 taps / 2, 8 out, 12 end of r0 for the 4-channel groups,
