@@ -203,9 +203,9 @@ def reference_outputs(tflite_bytes, inputs, *, with_intermediates=False):
 
 
 def build(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=False,
-          profile=False, output_dir=None, opt="-O2"):
+          profile=False, output_dir=None, opt="-O2", precompute=True):
     """Generates and builds the program; returns (generated, executable, inputs)."""
-    generated = codegen.generate(tflite_bytes)
+    generated = codegen.generate(tflite_bytes, precompute=precompute)
     if isinstance(inputs, int):
         if inputs < 1:
             raise ValueError(f"`inputs` must be a count >= 1 or a list of arrays. Received: "
@@ -231,7 +231,7 @@ def build(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace
 
 
 def run(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=False,
-        timeout_s=300.0, output_dir=None):
+        timeout_s=300.0, output_dir=None, precompute=True):
     """Builds the model for `board`, runs it under QEMU and compares it with LiteRT.
 
     Args:
@@ -241,6 +241,8 @@ def run(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=F
       inputs: how many random inputs (seeded by `seed`), or a list of int8 arrays.
       dsp: use the kernels' DSP-extension (SMLAD) loops; False builds the portable C ones.
       trace: also compare every op's output for the first input (see the module docstring).
+      precompute: the DSP loops' tables in flash (`codegen.generate`); False builds them at
+        run time (less flash, more instructions).
       output_dir: keep the generated sources, the ELF and its map there.
 
     Returns an `McuResult`. Raises codegen.CodegenError for a model the runtime cannot run,
@@ -248,7 +250,8 @@ def run(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=F
     """
     started = time.monotonic()
     generated, executable, inputs = build(tflite_bytes, board, inputs=inputs, seed=seed,
-                                          dsp=dsp, trace=trace, output_dir=output_dir)
+                                          dsp=dsp, trace=trace, output_dir=output_dir,
+                                          precompute=precompute)
     result = qemu.run(executable, timeout_s=timeout_s).check()
     reports = result.reports
     overhead = calibration(board).overhead
@@ -287,13 +290,14 @@ def run(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=F
 
 
 def profile(tflite_bytes, board="mps2-an386", *, inputs=1, seed=0, dsp=True, timeout_s=300.0,
-            output_dir=None):
+            output_dir=None, precompute=True):
     """Instructions per op: [(op index, op name, instructions per inference)], in op order.
 
     Each count is the counter's reading between consecutive ops, its overhead removed; ops the
     code generator turned into nothing (aliased RESHAPEs) count 0."""
     generated, executable, inputs = build(tflite_bytes, board, inputs=inputs, seed=seed,
-                                          dsp=dsp, profile=True, output_dir=output_dir)
+                                          dsp=dsp, profile=True, output_dir=output_dir,
+                                          precompute=precompute)
     reports = qemu.run(executable, timeout_s=timeout_s).check().reports
     overhead = calibration(board).overhead
     rows = []

@@ -84,6 +84,20 @@ def test_instruction_counts_are_deterministic_and_dsp_is_exact_too(int8_tflite, 
     assert max(first.instructions) < max(portable.instructions)
 
 
+@needs_toolchain
+def test_tables_built_at_run_time_trade_instructions_for_flash(int8_tflite, tmp_path):
+    fast = codegen.generate(int8_tflite)
+    small = codegen.generate(int8_tflite, precompute=False)
+    assert "_tables[" in fast.files["model.c"] and "_stream[" in fast.files["model.c"]
+    assert "_tables[" not in small.files["model.c"] and "_stream[" not in small.files["model.c"]
+    assert small.weights_bytes == fast.weights_bytes and small.tables_bytes < fast.tables_bytes
+    assert small.arena_bytes == fast.arena_bytes  # the scratch is sized for both
+    a = mcu.run(int8_tflite, "mps2-an386", inputs=2, output_dir=tmp_path / "a")
+    b = mcu.run(int8_tflite, "mps2-an386", inputs=2, precompute=False, output_dir=tmp_path / "b")
+    assert a.exact and b.exact and a.outputs == b.outputs
+    assert b.weights_bytes < a.weights_bytes and max(b.instructions) > max(a.instructions)
+
+
 def test_generated_code_declares_the_invoke_function(int8_tflite):
     generated = codegen.generate(int8_tflite)
     header = generated.files["model.h"]

@@ -50,6 +50,11 @@ def test_codegen_writes_the_c_files(model_path, tmp_path):
     names = set(os.listdir(tmp_path))
     assert {"model.c", "model.h", "tfedge_kernels.h", "tfedge_conv.c"} <= names
     assert "int kws_invoke(const int8_t *in, int8_t *out);" in (tmp_path / "model.h").read_text()
+    assert "_tables[" in (tmp_path / "model.c").read_text()
+    small = tmp_path / "small"
+    proc = tfedge_mcu("codegen", model_path, f"--output_dir={small}", "--noprecompute")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "_tables[" not in (small / "model.c").read_text()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -5,6 +5,7 @@ Examples:
     tfedge mcu run model.tflite --board=mps2-an386 --inputs=5
     tfedge mcu run model.tflite --board=mps3-an547 --trace --json
     tfedge mcu codegen model.tflite --output_dir=firmware
+    tfedge mcu codegen model.tflite --output_dir=firmware --noprecompute  # less flash
 
 `run` compiles the model ahead of time (tfedge's C runtime, no interpreter), builds it with
 arm-none-eabi-gcc for the board (mps2-an386: Cortex-M4, mps2-an500: Cortex-M7, mps3-an547:
@@ -33,6 +34,10 @@ _INPUTS = flags.DEFINE_integer("inputs", 5, "Random int8 inputs to run and compa
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random inputs.")
 _DSP = flags.DEFINE_boolean("dsp", True, "Use the DSP-extension (SMLAD) kernels; --nodsp "
                             "builds the portable C ones.")
+_PRECOMPUTE = flags.DEFINE_boolean(
+    "precompute", True, "Put the DSP kernels' requantization tables and int16-widened depthwise "
+    "weights in flash (fastest, more flash); --noprecompute has the kernels "
+    "build them in their arena scratch at every call (less flash, same arena, slower).")
 _TRACE = flags.DEFINE_boolean("trace", False, "Also compare every op's output (first input).")
 _TIMEOUT = flags.DEFINE_float("timeout", 300.0, "Seconds QEMU may run.", lower_bound=1.0)
 _JSON = flags.DEFINE_boolean("json", False, "Print the result as JSON.")
@@ -74,7 +79,7 @@ def _codegen(model):
 
     if not _OUTPUT_DIR.value:
         _fail("tfedge mcu codegen needs --output_dir=DIR")
-    generated = codegen.generate(model, prefix=_PREFIX.value)
+    generated = codegen.generate(model, prefix=_PREFIX.value, precompute=_PRECOMPUTE.value)
     _io.ensure_dir(_OUTPUT_DIR.value)
     files = dict(generated.files)
     if _RUNTIME.value:
@@ -87,8 +92,8 @@ def _codegen(model):
         _io.write_atomic(path, text)
         print(f"wrote {path}")
     print(f"arena {generated.arena_bytes:,} bytes (live-tensor lower bound "
-          f"{generated.lower_bound:,}), weights {generated.weights_bytes:,} bytes, "
-          f"{generated.macs:,} MACs")
+          f"{generated.lower_bound:,}), weights {generated.weights_bytes:,} bytes, kernel tables "
+          f"{generated.tables_bytes:,} bytes, {generated.macs:,} MACs")
 
 
 def _run(model):
@@ -96,7 +101,7 @@ def _run(model):
 
     result = mcu.run(model, _BOARD.value, inputs=_INPUTS.value, seed=_SEED.value,
                      dsp=_DSP.value, trace=_TRACE.value, timeout_s=_TIMEOUT.value,
-                     output_dir=_OUTPUT_DIR.value)
+                     output_dir=_OUTPUT_DIR.value, precompute=_PRECOMPUTE.value)
     if _JSON.value:
         print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     else:
