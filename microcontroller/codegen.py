@@ -75,6 +75,7 @@ class GeneratedModel:
     tables_bytes: int         # kernel arrays: multipliers, shifts, precomputed DSP tables
     macs: int
     ops: tuple
+    op_macs: tuple            # MACs of each op, in op order (0 for ops without any)
     input: TensorInfo
     output: TensorInfo
     trace_tensors: tuple  # (op index, tensor index) per traced op output, in call order
@@ -569,9 +570,12 @@ def generate(tflite_bytes, *, prefix="tfedge_model", precompute=True):
     tensor_bound = planner.lower_bound([b for b in buffers.buffers
                                         if not b.name.startswith("scratch")])
     emitter = _Emitter(m, plan.offsets, buffers.tensor_buffer, bool(precompute))
+    op_macs = []
     for op in main.operators:
         scratch_name = f"scratch{op.index}" if scratch[op.index] else None
+        before = emitter.macs
         _EMITTERS[op.name](emitter, op, scratch_name)
+        op_macs.append(emitter.macs - before)
 
     arena = max(plan.arena_bytes, 16)
     upper = prefix.upper()
@@ -639,6 +643,7 @@ static int8_t arena[{arena}] __attribute__((aligned(16)));
                           lower_bound=tensor_bound, weights_bytes=emitter.weights_bytes,
                           tables_bytes=emitter.tables_bytes,
                           macs=emitter.macs, ops=tuple(op.name for op in main.operators),
+                          op_macs=tuple(op_macs),
                           input=info_in, output=info_out, trace_tensors=tuple(emitter.trace))
 
 

@@ -98,6 +98,25 @@ def test_tables_built_at_run_time_trade_instructions_for_flash(int8_tflite, tmp_
     assert b.weights_bytes < a.weights_bytes and max(b.instructions) > max(a.instructions)
 
 
+@needs_toolchain
+def test_profile_splits_one_inference_over_the_ops(int8_tflite, tmp_path):
+    rows = mcu.profile(int8_tflite, "mps2-an386", output_dir=tmp_path / "p")
+    whole = mcu.run(int8_tflite, "mps2-an386", inputs=1, output_dir=tmp_path / "r")
+    generated = codegen.generate(int8_tflite)
+    assert [r.name for r in rows] == list(generated.ops)
+    assert [r.index for r in rows] == list(range(len(rows)))
+    assert sum(r.macs for r in rows) == generated.macs == whole.macs
+    for r in rows:
+        assert (r.macs > 0) == (r.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"))
+        assert r.instructions > 0 or r.name == "RESHAPE", r
+    # The ops are all of the inference but the input and output copies; the hook reading the
+    # counter costs a few instructions per op of its own beyond the calibrated overhead.
+    total = sum(r.instructions for r in rows)
+    assert abs(total - whole.instructions[0]) <= 0.01 * whole.instructions[0], (total, whole)
+    conv = max((r for r in rows if r.macs), key=lambda r: r.macs)
+    assert 0.1 < conv.macs_per_instruction < 2
+
+
 def test_generated_code_declares_the_invoke_function(int8_tflite):
     generated = codegen.generate(int8_tflite)
     header = generated.files["model.h"]

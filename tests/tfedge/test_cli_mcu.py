@@ -1,4 +1,4 @@
-"""`tfedge mcu run` and `tfedge mcu codegen` from the command line."""
+"""`tfedge mcu run`, `codegen` and `profile` from the command line."""
 
 import json
 import os
@@ -57,8 +57,25 @@ def test_codegen_writes_the_c_files(model_path, tmp_path):
     assert "_tables[" not in (small / "model.c").read_text()
 
 
+@needs_toolchain
+def test_profile_prints_every_op_and_the_total(model_path):
+    proc = tfedge_mcu("profile", model_path, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["instructions"] == sum(op["instructions"] for op in result["ops"]) > 0
+    assert result["macs"] == sum(op["macs"] for op in result["ops"]) > 0
+    assert [op["index"] for op in result["ops"]] == list(range(len(result["ops"])))
+    text = tfedge_mcu("profile", model_path, "--nodsp")
+    assert text.returncode == 0, text.stderr[-3000:]
+    lines = text.stdout.splitlines()
+    assert lines[0] == "mps2-an386, portable kernels, one inference"
+    assert lines[1].split() == ["#", "op", "MACs", "instructions", "MACs/instr", "share"]
+    assert len(lines) == 2 + len(result["ops"]) + 1 and lines[-1].split()[0] == "total"
+    assert any(line.split()[1] == "CONV_2D" for line in lines[2:-1])
+
+
 @pytest.mark.parametrize("args, message", [
-    ([], "say what to do: tfedge mcu run|codegen"),
+    ([], "say what to do: tfedge mcu run|codegen|profile"),
     (["run"], "tfedge mcu run takes one model file; received 0"),
     (["run", "/no/such.tflite"], "model file '/no/such.tflite' does not exist"),
     (["codegen", "{model}"], "tfedge mcu codegen needs --output_dir=DIR"),

@@ -6,6 +6,7 @@ Examples:
     tfedge mcu run model.tflite --board=mps3-an547 --trace --json
     tfedge mcu codegen model.tflite --output_dir=firmware
     tfedge mcu codegen model.tflite --output_dir=firmware --noprecompute  # less flash
+    tfedge mcu profile model.tflite --board=mps2-an386
 
 `run` compiles the model ahead of time (tfedge's C runtime, no interpreter), builds it with
 arm-none-eabi-gcc for the board (mps2-an386: Cortex-M4, mps2-an500: Cortex-M7, mps3-an547:
@@ -14,9 +15,11 @@ compares every output byte with LiteRT's reference kernels (--trace: every op's 
 It prints flash (code + weights), RAM (arena + stack + static data), the instructions each
 inference took (deterministic: SysTick under -icount) and MACs per instruction. `codegen` only
 writes model.c and model.h (and the runtime's sources with --runtime) for a firmware build.
+`profile` runs one input with the counter read around every op and prints, per op, its MACs,
+its instructions, MACs per instruction and its share of the inference.
 
-Exit status: 0 when the outputs are bit-exact, 1 when they differ, 2 when the model could not
-be compiled, built or run (the message on stderr starts with "tfedge mcu: error:").
+Exit status: 0 when the outputs are bit-exact (codegen, profile: when done), 1 when they
+differ, 2 when the model could not be compiled, built or run (the message on stderr starts with "tfedge mcu: error:").
 """
 
 import json
@@ -35,21 +38,21 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random inputs.")
 _DSP = flags.DEFINE_boolean("dsp", True, "Use the DSP-extension (SMLAD) kernels; --nodsp "
                             "builds the portable C ones.")
 _PRECOMPUTE = flags.DEFINE_boolean(
-    "precompute", True, "Put the DSP kernels' requantization tables and int16-widened depthwise "
-    "weights in flash (fastest, more flash); --noprecompute has the kernels "
-    "build them in their arena scratch at every call (less flash, same arena, slower).")
+    "precompute", True, "Put the DSP kernels' requantization tables and int16-widened "
+    "depthwise weights in flash (fastest, more flash); --noprecompute has the kernels build "
+    "them in their arena scratch at every call (less flash, same arena, slower).")
 _TRACE = flags.DEFINE_boolean("trace", False, "Also compare every op's output (first input).")
 _TIMEOUT = flags.DEFINE_float("timeout", 300.0, "Seconds QEMU may run.", lower_bound=1.0)
 _JSON = flags.DEFINE_boolean("json", False, "Print the result as JSON.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "run: keep the generated sources, the "
-                                  "ELF and its map here. codegen: where model.c/.h go "
-                                  "(required).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "run, profile: keep the generated "
+                                  "sources, the ELF and its map here. codegen: where "
+                                  "model.c/.h go (required).")
 _PREFIX = flags.DEFINE_string("prefix", "tfedge_model", "codegen: prefix of the generated "
                               "function, <prefix>_invoke.")
 _RUNTIME = flags.DEFINE_boolean("runtime", False, "codegen: also copy the runtime's C sources "
                                 "(tfedge_kernels.h and its .c files).")
 
-_COMMANDS = ("run", "codegen")
+_COMMANDS = ("run", "codegen", "profile")
 
 
 def _fail(message):
@@ -127,6 +130,34 @@ def _run(model):
         sys.exit(1)
 
 
+def _profile(model):
+    from tfedge.microcontroller import mcu
+
+    rows = mcu.profile(model, _BOARD.value, seed=_SEED.value, dsp=_DSP.value,
+                       timeout_s=_TIMEOUT.value, output_dir=_OUTPUT_DIR.value,
+                       precompute=_PRECOMPUTE.value)
+    total = sum(r.instructions for r in rows)
+    macs = sum(r.macs for r in rows)
+    if _JSON.value:
+        print(json.dumps({"board": _BOARD.value, "dsp": _DSP.value, "instructions": total,
+                          "macs": macs, "ops": [dict(index=r.index, op=r.name, macs=r.macs,
+                                                     instructions=r.instructions)
+                                                for r in rows]}, indent=2))
+        return
+    table = [("#", "op", "MACs", "instructions", "MACs/instr", "share")]
+    for r in rows:
+        share = f"{100 * r.instructions / total:.1f}%" if total else "-"
+        table.append((str(r.index), r.name, f"{r.macs:,}", f"{r.instructions:,}",
+                      f"{r.macs_per_instruction:.3f}" if r.macs else "-", share))
+    table.append(("", "total", f"{macs:,}", f"{total:,}",
+                  f"{macs / total:.3f}" if total else "-", "100.0%"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    print(f"{_BOARD.value}, {'DSP' if _DSP.value else 'portable'} kernels, one inference")
+    for row in table:
+        print("  ".join(cell.ljust(w) if i == 1 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+
+
 def main(argv):
     command, model = _read_model(argv)
     from tfedge.converters import tflite_reader
@@ -138,7 +169,7 @@ def main(argv):
         else:
             if shutil.which("arm-none-eabi-gcc") is None:
                 qemu.find_toolchain()  # raises ToolchainError naming the Debian packages
-            _run(model)
+            (_run if command == "run" else _profile)(model)
     except (tflite_reader.TFLiteFormatError, codegen.CodegenError, qemu.ToolchainError,
             qemu.BuildError, qemu.QemuError, OSError, ValueError) as exc:
         _fail(str(exc))
