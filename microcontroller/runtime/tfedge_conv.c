@@ -290,33 +290,42 @@ static void tfedge_gemm2x2x_c(const tfedge_gemm2x2x_job *j, const tfedge_gemm_pl
 }
 
 #if !TFEDGE_ASM
+/* Column words va, vb of pixels a, b -> their doubled pairs at col[0..3]
+ * (TFEDGE_COL_PAIR of the asm loops). */
+TFEDGE_INLINE void tfedge_col_pair(uint32_t *col, uint32_t off4, uint32_t va, uint32_t vb) {
+  col[0] = tfedge_dbl02(off4, va);
+  col[1] = tfedge_dbl02(off4, vb);
+  col[2] = tfedge_dbl13(off4, va);
+  col[3] = tfedge_dbl13(off4, vb);
+}
+
+/* The blocks over the group's channels for the pixel pair at out, from the
+ * columns in j->col (TFEDGE_PAIR_BLOCKS_AND_NEXT of the asm loops). */
+static void tfedge_pair_blocks(const tfedge_pw_job *j, int8_t *out) {
+  tfedge_gemm2x2x_job g;
+  g.col = j->col;
+  g.n4 = j->n4;
+  g.w = j->w;
+  g.tab = j->tab;
+  g.out = out;
+  g.out_step = j->out_step;
+  g.out_end = out + j->out_bytes;
+  tfedge_gemm2x2x_c(&g, NULL);
+}
+
 static void tfedge_pw_c(const tfedge_pw_job *j) {
   const int8_t *in = j->in;
   int8_t *out = j->out;
   int32_t pair, i;
   for (pair = 0; pair < j->pairs; ++pair, in += j->in_step, out += j->out_pair_step) {
-    tfedge_gemm2x2x_job g;
-    uint32_t *col = j->col;
-    for (i = 0; i < 4 * j->n4; i += 4, col += 4) {
-      const uint32_t va = tfedge_read4(in + i), vb = tfedge_read4(in + j->b_off + i);
-      col[0] = tfedge_dbl02(j->off4, va);
-      col[1] = tfedge_dbl02(j->off4, vb);
-      col[2] = tfedge_dbl13(j->off4, va);
-      col[3] = tfedge_dbl13(j->off4, vb);
+    for (i = 0; i < j->n4; ++i) {
+      tfedge_col_pair(j->col + 4 * i, j->off4, tfedge_read4(in + 4 * i),
+                      tfedge_read4(in + j->b_off + 4 * i));
     }
-    g.col = j->col;
-    g.n4 = j->n4;
-    g.w = j->w;
-    g.tab = j->tab;
-    g.out = out;
-    g.out_step = j->out_step;
-    g.out_end = out + j->out_bytes;
-    tfedge_gemm2x2x_c(&g, NULL);
+    tfedge_pair_blocks(j, out);
   }
 }
-#endif
 
-#if !TFEDGE_ASM
 /* A run of pixel pairs of a 3x3 RGB convolution (tfedge_stem_words; pixel b is
  * b_off input bytes after pixel a), as tfedge_pw_c. The 28th column value is
  * left as is: the widened filter is zero there. */
@@ -325,24 +334,11 @@ static void tfedge_stem_c(const tfedge_pw_job *j) {
   int8_t *out = j->out;
   int32_t pair, i;
   for (pair = 0; pair < j->pairs; ++pair, in += j->in_step, out += j->out_pair_step) {
-    tfedge_gemm2x2x_job g;
-    uint32_t wa[7], wb[7], *col = j->col;
+    uint32_t wa[7], wb[7];
     tfedge_stem_words(in, j->row, 0, wa);
     tfedge_stem_words(in + j->b_off, j->row, 0, wb);
-    for (i = 0; i < 7; ++i, col += 4) {
-      col[0] = tfedge_dbl02(j->off4, wa[i]);
-      col[1] = tfedge_dbl02(j->off4, wb[i]);
-      col[2] = tfedge_dbl13(j->off4, wa[i]);
-      col[3] = tfedge_dbl13(j->off4, wb[i]);
-    }
-    g.col = j->col;
-    g.n4 = j->n4;
-    g.w = j->w;
-    g.tab = j->tab;
-    g.out = out;
-    g.out_step = j->out_step;
-    g.out_end = out + j->out_bytes;
-    tfedge_gemm2x2x_c(&g, NULL);
+    for (i = 0; i < 7; ++i) tfedge_col_pair(j->col + 4 * i, j->off4, wa[i], wb[i]);
+    tfedge_pair_blocks(j, out);
   }
 }
 #endif
