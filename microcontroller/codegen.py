@@ -185,9 +185,9 @@ def _activation(op):
 class _Emitter:
     """Accumulates declarations and the body of the invoke function."""
 
-    def __init__(self, m, offsets, tensor_buffer, precompute):
+    def __init__(self, m, offsets, tensor_buffer, conv_params):
         self.m = m
-        self.precompute = precompute
+        self.conv_params = conv_params  # op index -> KernelParams of CONV_2D / DEPTHWISE_CONV_2D
         self.offsets = offsets
         self.tensor_buffer = tensor_buffer
         self.declarations = []
@@ -251,9 +251,17 @@ def _check_int8(op, m, tensors):
                      "tfedge.converters.to_int8")
 
 
-def _conv_params(m, op, precompute=False):
+def _bias(op):
+    """The op's bias tensor index (inputs[2]), or None where it has none."""
+    return op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+
+
+_CONVOLUTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def _conv_params(m, op, precompute):
     x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
-    b = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    b = _bias(op)
     o = op.options
     depthwise = op.name == "DEPTHWISE_CONV_2D"
     # Constant biases (zeros without) and, for DEPTHWISE_CONV_2D, weights let quant precompute
@@ -273,36 +281,35 @@ def _conv_params(m, op, precompute=False):
                     output_zero_point=m.zero_point(y), activation=_activation(op), **extra)
 
 
-def _conv(e, op, scratch_name):
+def _convolution(e, op, scratch_name, function, table, macs_per_output):
+    """CONV_2D and DEPTHWISE_CONV_2D, which differ in the kernel, the name of the DSP array
+    quant may have precomputed (passed as NULL when it did not) and the MACs per output."""
     m = e.m
     x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
-    b = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-    arrays = e.params(f"p{op.index}", _conv_params(m, op, e.precompute))
+    b = _bias(op)
+    arrays = e.params(f"p{op.index}", e.conv_params[op.index])
     bias = e.weight(b) if b is not None else "NULL"
     scratch = f"(arena + {e.offsets[scratch_name]})" if scratch_name else "NULL"
-    e.macs += m.elements(y) * m.shape(w)[1] * m.shape(w)[2] * m.shape(w)[3]
-    tables = arrays.get("tables", "NULL")
-    e.call(op, f"tfedge_conv2d_s8(&p{op.index}, {e.ptr(x)}, {e.weight(w)}, {bias}, "
-               f"{arrays['multiplier']}, {arrays['shift']}, {tables}, {e.ptr(y)}, {scratch})")
+    e.macs += m.elements(y) * macs_per_output
+    e.call(op, f"{function}(&p{op.index}, {e.ptr(x)}, {e.weight(w)}, {bias}, "
+               f"{arrays['multiplier']}, {arrays['shift']}, {arrays.get(table, 'NULL')}, "
+               f"{e.ptr(y)}, {scratch})")
+
+
+def _conv(e, op, scratch_name):
+    _, kh, kw, channels = e.m.shape(op.inputs[1])  # [out, kh, kw, in per group]
+    _convolution(e, op, scratch_name, "tfedge_conv2d_s8", "tables", kh * kw * channels)
 
 
 def _depthwise(e, op, scratch_name):
-    m = e.m
-    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
-    b = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-    arrays = e.params(f"p{op.index}", _conv_params(m, op, e.precompute))
-    bias = e.weight(b) if b is not None else "NULL"
-    scratch = f"(arena + {e.offsets[scratch_name]})" if scratch_name else "NULL"
-    e.macs += m.elements(y) * m.shape(w)[1] * m.shape(w)[2]
-    stream = arrays.get("stream", "NULL")
-    e.call(op, f"tfedge_depthwise_conv2d_s8(&p{op.index}, {e.ptr(x)}, {e.weight(w)}, {bias}, "
-               f"{arrays['multiplier']}, {arrays['shift']}, {stream}, {e.ptr(y)}, {scratch})")
+    _, kh, kw, _ = e.m.shape(op.inputs[1])  # [1, kh, kw, channels]
+    _convolution(e, op, scratch_name, "tfedge_depthwise_conv2d_s8", "stream", kh * kw)
 
 
 def _fully_connected(e, op, scratch_name):
     m = e.m
     x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
-    b = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    b = _bias(op)
     if not m.is_constant(w):
         _fail_op(op, m, "its weights are not constant; the runtime needs constant weights")
     p = quant.fully_connected(input_size=m.elements(x), filter_shape=m.shape(w),
@@ -514,14 +521,6 @@ _EMITTERS = {
 assert set(_EMITTERS) == set(SUPPORTED_OPS)
 
 
-def _scratch_bytes(m, op):
-    """Arena bytes a kernel needs during the op alone: the convolutions' DSP loops gather
-    receptive fields and requantization constants there (the runtime's *_scratch_bytes)."""
-    if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        return 0
-    return _conv_params(m, op).scratch_bytes
-
-
 def _io_info(m, index, role):
     tensor = m.tensor(index)
     if tensor.type_name != "INT8":
@@ -561,7 +560,12 @@ def generate(tflite_bytes, *, prefix="tfedge_model", precompute=True):
     info_in = _io_info(m, main.inputs[0], "input")
     info_out = _io_info(m, main.outputs[0], "output")
 
-    scratch = {op.index: _scratch_bytes(m, op) for op in main.operators}
+    # The convolutions' parameters, once: their DSP loops gather receptive fields and
+    # requantization tables in arena scratch during the op (the runtime's *_scratch_bytes).
+    conv_params = {op.index: _conv_params(m, op, precompute) for op in main.operators
+                   if op.name in _CONVOLUTIONS}
+    scratch = {op.index: conv_params[op.index].scratch_bytes if op.index in conv_params else 0
+               for op in main.operators}
     buffers = planner.model_buffers(m.model, scratch=scratch)
     plan = planner.plan(buffers.buffers)
     planner.check(plan, buffers.buffers)
@@ -569,7 +573,7 @@ def generate(tflite_bytes, *, prefix="tfedge_model", precompute=True):
     # own cost, and counts in the arena).
     tensor_bound = planner.lower_bound([b for b in buffers.buffers
                                         if not b.name.startswith("scratch")])
-    emitter = _Emitter(m, plan.offsets, buffers.tensor_buffer, bool(precompute))
+    emitter = _Emitter(m, plan.offsets, buffers.tensor_buffer, conv_params)
     op_macs = []
     for op in main.operators:
         scratch_name = f"scratch{op.index}" if scratch[op.index] else None
