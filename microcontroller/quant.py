@@ -233,6 +233,19 @@ def _check_shape(shape, rank, name):
     return shape
 
 
+def _conv_window(input_hw, filter_hw, output_hw, strides, dilation, padding, output_shape):
+    """(stride_h, stride_w, dilation_h, dilation_w, pad_h, pad_w) of a convolution, its output
+    size checked against the one the padding gives."""
+    sh, sw = _pair(strides, "strides")
+    dh, dw = _pair(dilation, "dilation")
+    pad_h, out_h = compute_padding(input_hw[0], filter_hw[0], sh, dh, padding)
+    pad_w, out_w = compute_padding(input_hw[1], filter_hw[1], sw, dw, padding)
+    if (out_h, out_w) != tuple(output_hw):
+        raise ValueError(f"output_shape {output_shape} does not match padding={padding!r}: "
+                         f"expected {out_h}x{out_w}")
+    return sh, sw, dh, dw, pad_h, pad_w
+
+
 def _round4(n):
     return (n + 3) // 4 * 4
 
@@ -366,16 +379,11 @@ def conv2d(*, input_shape, filter_shape, output_shape, strides=1, padding="SAME"
     n, ih, iw, ic = _check_shape(input_shape, 4, "input_shape")
     oc, fh, fw, fc = _check_shape(filter_shape, 4, "filter_shape")
     on, oh, ow, oc2 = _check_shape(output_shape, 4, "output_shape")
-    sh, sw = _pair(strides, "strides")
-    dh, dw = _pair(dilation, "dilation")
     if ic % fc or oc % (ic // fc) or oc2 != oc or on != n:
         raise ValueError(f"inconsistent CONV_2D shapes: input {input_shape}, filter "
                          f"{filter_shape}, output {output_shape}")
-    pad_h, out_h = compute_padding(ih, fh, sh, dh, padding)
-    pad_w, out_w = compute_padding(iw, fw, sw, dw, padding)
-    if (out_h, out_w) != (oh, ow):
-        raise ValueError(f"output_shape {output_shape} does not match padding={padding!r}: "
-                         f"expected {out_h}x{out_w}")
+    sh, sw, dh, dw, pad_h, pad_w = _conv_window((ih, iw), (fh, fw), (oh, ow), strides,
+                                                dilation, padding, output_shape)
     mult, shift = conv_per_channel_multipliers(input_scale, _scales(filter_scales, oc,
                                                                     "filter_scales"), output_scale)
     act_min, act_max = activation_range(activation, output_scale, output_zero_point)
@@ -408,13 +416,8 @@ def depthwise_conv2d(*, input_shape, filter_shape, output_shape, strides=1, padd
     if one != 1 or oc % ic or oc2 != oc or on != n:
         raise ValueError(f"inconsistent DEPTHWISE_CONV_2D shapes: input {input_shape}, filter "
                          f"{filter_shape}, output {output_shape}")
-    sh, sw = _pair(strides, "strides")
-    dh, dw = _pair(dilation, "dilation")
-    pad_h, out_h = compute_padding(ih, fh, sh, dh, padding)
-    pad_w, out_w = compute_padding(iw, fw, sw, dw, padding)
-    if (out_h, out_w) != (oh, ow):
-        raise ValueError(f"output_shape {output_shape} does not match padding={padding!r}: "
-                         f"expected {out_h}x{out_w}")
+    sh, sw, dh, dw, pad_h, pad_w = _conv_window((ih, iw), (fh, fw), (oh, ow), strides,
+                                                dilation, padding, output_shape)
     mult, shift = conv_per_channel_multipliers(input_scale, _scales(filter_scales, oc,
                                                                     "filter_scales"), output_scale)
     act_min, act_max = activation_range(activation, output_scale, output_zero_point)
