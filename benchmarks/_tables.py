@@ -1,4 +1,16 @@
-"""What the benchmark scripts share: one table, printed as text and written as markdown."""
+"""What the benchmark scripts share: one table, printed as text and written as markdown, and
+the writing of their results files."""
+
+import os
+
+from tfedge import _io
+
+
+def write_results(path, data):
+    """Writes a results file (markdown text, or the bytes of a chart) whole or not at all,
+    creating its folder."""
+    _io.ensure_dir(os.path.dirname(os.path.abspath(path)))
+    _io.write_atomic(path, data)
 
 
 def table(header, rows):

@@ -29,7 +29,7 @@ import sys
 import time
 
 import tfedge
-from _tables import table  # benchmarks/_tables.py, next to this script
+from _tables import table, write_results  # benchmarks/_tables.py, next to this script
 from tfedge import data, models, report, training
 from tfedge._keras import keras
 
@@ -206,12 +206,9 @@ def main():
     sections += ["## Targets", "", cmd, "", f"Total run time {total / 60:.1f} min on this machine.",
                  ""]
     if args.markdown:
-        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
-        with open(args.markdown, "w") as f:
-            f.write("\n".join(sections))
+        write_results(args.markdown, "\n".join(sections))
         chart = os.path.join(os.path.dirname(os.path.abspath(args.markdown)), chart_name)
-        with open(chart, "wb") as f:
-            f.write(report.chart_png(chart_of))
+        write_results(chart, report.chart_png(chart_of))
         print(f"wrote {args.markdown} and {chart}")
     return 0 if all(ok for _, ok in checks) else 1
 

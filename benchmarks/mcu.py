@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 import tfedge
-from _tables import table  # benchmarks/_tables.py, next to this script
+from _tables import table, write_results  # benchmarks/_tables.py, next to this script
 from tfedge import models
 from tfedge.converters import tflm, to_int8
 from tfedge.microcontroller import mcu
@@ -130,9 +130,7 @@ def main():
         "arena, less flash, more instructions.", "", lean_md, "",
         "## Targets", "", cmd, "", f"Total run time {total / 60:.1f} min on this machine.", ""]
     if args.markdown:
-        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
-        with open(args.markdown, "w") as f:
-            f.write("\n".join(sections))
+        write_results(args.markdown, "\n".join(sections))
         print(f"wrote {args.markdown}")
     return 0 if all(ok for _, ok in checks) else 1
 

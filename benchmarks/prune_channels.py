@@ -21,7 +21,7 @@ import sys
 import time
 
 import tfedge
-from _tables import table  # benchmarks/_tables.py, next to this script
+from _tables import table, write_results  # benchmarks/_tables.py, next to this script
 from tfedge import data, models, training
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -135,9 +135,7 @@ def main():
         "with the unpruned model's.", "",
         "## Targets", "", cmd, "", f"Total run time {total / 60:.1f} min on this machine.", ""]
     if args.markdown:
-        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
-        with open(args.markdown, "w") as f:
-            f.write("\n".join(sections))
+        write_results(args.markdown, "\n".join(sections))
         print(f"wrote {args.markdown}")
     return 0 if all(ok for _, ok in checks) else 1
 
