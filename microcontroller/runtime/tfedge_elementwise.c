@@ -264,13 +264,17 @@ void tfedge_mul_s8(const tfedge_mul_params *p, const tfedge_broadcast *b, const 
 
 /* ---- QUANTIZE ------------------------------------------------------------ */
 
+/* One value of the int8 / uint8 input rescaled to the output's quantization
+ * (before the output type's clamp). */
+TFEDGE_INLINE int32_t tfedge_requant_one(const tfedge_requant_params *p, int32_t q) {
+  return tfedge_mbqm(q - p->input_zero_point, p->multiplier, p->shift) + p->output_zero_point;
+}
+
 void tfedge_requantize_s8(const tfedge_requant_params *p, const int8_t *input, int8_t *output,
                           int32_t size) {
   int32_t i;
   for (i = 0; i < size; ++i) {
-    const int32_t v = tfedge_mbqm(input[i] - p->input_zero_point, p->multiplier, p->shift) +
-                      p->output_zero_point;
-    output[i] = (int8_t)tfedge_clamp(v, -128, 127);
+    output[i] = (int8_t)tfedge_clamp(tfedge_requant_one(p, input[i]), -128, 127);
   }
 }
 
@@ -278,9 +282,7 @@ void tfedge_requantize_u8_s8(const tfedge_requant_params *p, const uint8_t *inpu
                              int8_t *output, int32_t size) {
   int32_t i;
   for (i = 0; i < size; ++i) {
-    const int32_t v = tfedge_mbqm(input[i] - p->input_zero_point, p->multiplier, p->shift) +
-                      p->output_zero_point;
-    output[i] = (int8_t)tfedge_clamp(v, -128, 127);
+    output[i] = (int8_t)tfedge_clamp(tfedge_requant_one(p, input[i]), -128, 127);
   }
 }
 
@@ -288,9 +290,7 @@ void tfedge_requantize_s8_u8(const tfedge_requant_params *p, const int8_t *input
                              uint8_t *output, int32_t size) {
   int32_t i;
   for (i = 0; i < size; ++i) {
-    const int32_t v = tfedge_mbqm(input[i] - p->input_zero_point, p->multiplier, p->shift) +
-                      p->output_zero_point;
-    output[i] = (uint8_t)tfedge_clamp(v, 0, 255);
+    output[i] = (uint8_t)tfedge_clamp(tfedge_requant_one(p, input[i]), 0, 255);
   }
 }
 
