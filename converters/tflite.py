@@ -395,7 +395,10 @@ def degenerate_ops(tflite_bytes):
     RELU6 / RELU_N1_TO_1 whose output scale is so small that the bound is beyond int32 steps
     (its Prepare fails: `no_integer_overflow_from_quantization`). Both come from activations
     that are (almost) constant on the calibration data."""
-    model = tflite_reader.read_tflite(tflite_bytes)
+    return _degenerate_ops(tflite_reader.read_tflite(tflite_bytes))
+
+
+def _degenerate_ops(model):
     found = []
     for subgraph in model.subgraphs:
         for op in subgraph.operators:
@@ -475,7 +478,7 @@ def check_full_integer(tflite_bytes, activations="int8", *, input_type=None, out
             if not signature or signature[0] != 1:
                 problems.append(f"model {role} {tensor.name!r} has batch dimension "
                                 f"{signature[:1]}, not a fixed 1")
-    degenerate = degenerate_ops(tflite_bytes)
+    degenerate = _degenerate_ops(model)
     if degenerate:
         raise ConversionError(
             f"the {mode} model cannot run in TFLite's interpreters (they abort or refuse it):"

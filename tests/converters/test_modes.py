@@ -317,7 +317,7 @@ def test_a_relu6_bound_beyond_int32_steps_is_refused_naming_the_op():
 def _unchecked_int16x8(model, images):
     from unittest import mock
 
-    with mock.patch.object(tflite, "degenerate_ops", return_value=[]):
+    with mock.patch.object(tflite, "_degenerate_ops", return_value=[]):
         tflite_bytes = tflite.to_int16x8(model, images)
     return litert.make_interpreter(tflite_bytes, reference=True)
 
