@@ -16,6 +16,7 @@ first input) with LiteRT's intermediate tensor: a final output can hide an error
 saturated softmax, an intermediate one cannot.
 """
 
+import collections
 import dataclasses
 import pathlib
 import tempfile
@@ -318,10 +319,11 @@ def profile(tflite_bytes, board="mps2-an386", *, inputs=1, seed=0, dsp=True, tim
                                           precompute=precompute)
     reports = qemu.run(executable, timeout_s=timeout_s).check().reports
     overhead = calibration(board).overhead
+    hooks = collections.Counter(op for op, _ in generated.trace_tensors)  # calls per inference
     rows = []
     for index, name in enumerate(generated.ops):
         total = reports.get(f"op{index}", 0)
-        calls = sum(1 for op, _ in generated.trace_tensors if op == index) * len(inputs)
+        calls = hooks[index] * len(inputs)
         rows.append(OpProfile(index, name, generated.op_macs[index],
                               max(0, total - calls * overhead) // len(inputs)))
     return rows
