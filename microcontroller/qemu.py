@@ -9,15 +9,21 @@ counter) in ``tfedge/microcontroller/boards/``::
     exe = qemu.build(["main.c"], board="mps2-an386", output_dir="build")
     print(exe.sizes.flash, exe.sizes.ram)          # bytes, from the ELF's section headers
     result = qemu.run(exe, timeout_s=10)
-    print(result.exit_code, result.stdout)         # main's return value, semihosting output
+    print(result.exit_code, result.stdout)         # main's return value, what it printed
     print(result.reports)                          # {"key": value} from tfedge_report(key, value)
 
-Programs print with printf (newlib + rdimon semihosting; QEMU's standard output), return their
-exit status from main, and count instructions with ``tfedge_counter_start()`` /
+Programs print with printf (newlib, on the board's UART, which QEMU connects to its standard
+output), read stdin from the same UART, return their exit status from main, and count
+instructions with ``tfedge_counter_start()`` /
 ``tfedge_counter_read()`` from ``tfedge_board.h``. QEMU runs with ``-icount shift=0``: one
 instruction is one nanosecond of virtual time, so the same program gives the same count on every
 run, quantized to one SysTick tick (``Board.insns_per_tick``). ``calibrate(board)`` measures the
 instructions per tick and the counter's fixed overhead on the emulator.
+
+Confinement: QEMU runs without semihosting, so a program (whatever code a model's generator or a
+hostile model file got into it) reaches nothing of the host but its console bytes: it cannot
+open, write or delete host files. It ends through a system reset request, after printing its
+exit status as the last line (`TFEDGE_EXIT_MARKER`, which `run` removes from `stdout`).
 
 The toolchain comes from Debian packages (``apt-get install gcc-arm-none-eabi
 libnewlib-arm-none-eabi qemu-system-arm``); ``find_toolchain()`` says which one is missing.
@@ -25,6 +31,7 @@ libnewlib-arm-none-eabi qemu-system-arm``); ``find_toolchain()`` says which one 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fractions
 import importlib.resources
@@ -83,6 +90,8 @@ _OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz", "-Og", "-Ofast")
 _BOARD_OPT = "-O2"
 _BOARD_SOURCES = ("common/startup.S", "common/tfedge_board.c")
 _REPORT_LINE = re.compile(r"^tfedge: ([A-Za-z_][A-Za-z0-9_]*)=(-?[0-9]+)$", re.MULTILINE)
+# The board support's last line (boards/common/tfedge_board.h: TFEDGE_EXIT_MARKER).
+_EXIT_LINE = re.compile(r"\ntfedge-exit-status: ([0-9]{1,3})\n\Z")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -271,7 +280,7 @@ class Toolchain:
 
 
 def find_toolchain() -> Toolchain:
-    """Locate arm-none-eabi-gcc (with newlib's rdimon) and qemu-system-arm on PATH.
+    """Locate arm-none-eabi-gcc (with newlib and its libnosys) and qemu-system-arm on PATH.
 
     Raises `ToolchainError` naming the Debian packages to install for whatever is missing.
     """
@@ -282,7 +291,7 @@ def find_toolchain() -> Toolchain:
     else:
         # Without newlib, gcc answers -print-file-name with the bare name it was given.
         found = subprocess.run(
-            [gcc, "-mthumb", "-mcpu=cortex-m4", "-print-file-name=librdimon.a"],
+            [gcc, "-mthumb", "-mcpu=cortex-m4", "-print-file-name=libnosys.a"],
             capture_output=True,
             text=True,
         ).stdout.strip()
@@ -414,7 +423,8 @@ def build(
       defines: {"NAME": value or None} or ["NAME", "NAME=VALUE"]; they reach the board support
         too (e.g. TFEDGE_SYSTICK_RELOAD).
       board: a name from `BOARDS` or a `Board`.
-      output_dir: where objects, the ELF and the map go (a new temporary folder if None).
+      output_dir: where objects, the ELF and the map go (if None, a new temporary folder,
+        which the caller removes: `Executable.path.parent`).
       opt: optimisation level of `sources` (the board support always uses -O2).
       stack_size, heap_size: bytes (defaults in boards/common/tfedge_sections.ld: 64 KiB, 32 KiB).
       cflags, ldflags: extra compiler and linker arguments.
@@ -483,7 +493,9 @@ def build(
     map_path = out / f"{name}.map"
     linker = toolchain.gxx if "c++" in languages else toolchain.gcc
     link = [linker, *arch, *(str(obj) for obj, _ in jobs)]
-    link += ["--specs=rdimon.specs", "-nostartfiles", "-T", str(board.linker_script)]
+    # nosys: newlib's system calls that the board support does not give (open, unlink, ...)
+    # fail with ENOSYS; there is no semihosting to reach the host with.
+    link += ["--specs=nosys.specs", "-nostartfiles", "-T", str(board.linker_script)]
     link += [f"-L{boards / 'common'}", "-Wl,--gc-sections", f"-Wl,-Map={map_path}"]
     if stack_size is not None:
         link.append(f"-Wl,--defsym=__tfedge_stack_size={stack_size}")
@@ -546,8 +558,8 @@ def elf_sizes(path: str | os.PathLike) -> MemoryUse:
 @dataclasses.dataclass(frozen=True)
 class RunResult:
     exit_code: int  # the program's exit status (main's return value or exit(code))
-    stdout: str  # what the program wrote to stdout over semihosting
-    stderr: str  # what it wrote to stderr, and QEMU's own messages
+    stdout: str  # what the program wrote to stdout and stderr (the console), status line removed
+    stderr: str  # QEMU's own messages
     seconds: float  # wall-clock time of the QEMU process
     command: tuple[str, ...]
 
@@ -598,9 +610,12 @@ def qemu_command(
     return [
         qemu,
         "-M", board.machine,
-        "-display", "none", "-monitor", "none", "-serial", "none", "-parallel", "none",
+        "-display", "none", "-monitor", "none", "-parallel", "none",
+        # the console: the board's first UART on QEMU's stdin/stdout; no semihosting, so the
+        # program has no access to the host's files
+        "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
+        # the program ends with a system reset request, which ends QEMU
         "-no-reboot",
-        "-semihosting-config", "enable=on,target=native",
         # one instruction = 2**shift ns of virtual time, no sleeping when idle: a clock that
         # depends only on the instructions executed
         "-icount", f"shift={icount_shift},align=off,sleep=off",
@@ -639,8 +654,9 @@ def run(
     Args:
       executable: an `Executable` from `build`, or the path of an ELF file (then give `board`).
       timeout_s: wall-clock limit; past it QEMU is killed and `QemuTimeoutError` is raised.
-      stdin: bytes (or text) the program reads from stdin over semihosting; empty if None.
-      cwd: QEMU's working folder, where files the program opens over semihosting land.
+      stdin: bytes (or text) the program reads from stdin (sent over the UART, after a 4-byte
+        length); the program reads end-of-file after them, at once if None.
+      cwd: QEMU's working folder (the program itself has no access to files).
       icount_shift: each instruction takes 2**icount_shift ns of virtual time. The board
         support's tfedge_counter_read() converts ticks to instructions for 0, the default.
 
@@ -654,17 +670,21 @@ def run(
     command = qemu_command(executable, board, icount_shift=icount_shift, toolchain=toolchain)
     if isinstance(stdin, str):
         stdin = stdin.encode()
+    stdin = bytes(stdin or b"")
+    if len(stdin) >= 2**31:
+        raise ValueError(f"`stdin` must be shorter than 2 GiB. Received: {len(stdin)} bytes")
     start = time.monotonic()
     proc = subprocess.Popen(
         command,
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=cwd,
         start_new_session=True,  # its own process group: a kill reaches everything it started
     )
     try:
-        stdout, stderr = proc.communicate(stdin, timeout=timeout_s)
+        stdout, stderr = proc.communicate(struct.pack("<I", len(stdin)) + stdin,
+                                          timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill(proc)
         stdout, stderr = proc.communicate()
@@ -691,7 +711,14 @@ def run(
     ]
     if proc.returncode != 0 and qemu_errors:
         raise QemuError("qemu-system-arm failed: " + " | ".join(qemu_errors))
-    return RunResult(proc.returncode, out, err, seconds, tuple(command))
+    status = _EXIT_LINE.search(out)
+    if proc.returncode != 0 or status is None:
+        raise QemuError(
+            f"the program ended without its exit status line (QEMU exit status "
+            f"{proc.returncode}): a reset or a QEMU failure, not a return from main. "
+            f"Output: {_tail(out + err) or '(none)'}"
+        )
+    return RunResult(int(status.group(1)), out[:status.start()], err, seconds, tuple(command))
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -756,10 +783,14 @@ def calibrate(
     board = get_board(board)
     toolchain = toolchain or find_toolchain()
     source = board_dir() / "common" / "tfedge_calibrate.c"
-    exe = build([source], board=board, output_dir=output_dir, name="calibrate", toolchain=toolchain)
-    coarse = run(exe, timeout_s=timeout_s, toolchain=toolchain).check().reports
-    fine = run(exe, timeout_s=timeout_s, icount_shift=_FINE_SHIFT, toolchain=toolchain)
-    fine = fine.check().reports
+    with contextlib.ExitStack() as stack:
+        if output_dir is None:  # a temporary folder, removed on success and failure alike
+            output_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="tfedge-mcu-"))
+        exe = build([source], board=board, output_dir=output_dir, name="calibrate",
+                    toolchain=toolchain)
+        coarse = run(exe, timeout_s=timeout_s, toolchain=toolchain).check().reports
+        fine = run(exe, timeout_s=timeout_s, icount_shift=_FINE_SHIFT, toolchain=toolchain)
+        fine = fine.check().reports
     if fine["ticks_at_exit"] > fine["systick_reload"]:
         raise QemuError("SysTick wrapped during the fine calibration run; its counts are not exact")
     configured = fractions.Fraction(coarse["insns_per_tick_num"], coarse["insns_per_tick_den"])

@@ -5,7 +5,7 @@
  * instead of silently overwriting the heap), and enable the FPU/MVE coprocessors
  * (CPACR CP10/CP11) because the compiler may use FP registers anywhere in C code
  * built for a hard-float ABI. Everything else (.data copy, .bss zeroing, SysTick,
- * semihosting, constructors, main, exit) is in tfedge_board.c:tfedge_reset_c.
+ * the UART, constructors, main, exit) is in tfedge_board.c:tfedge_reset_c.
  */
 #include "tfedge_board_config.h"
 
@@ -62,7 +62,7 @@ Reset_Handler:
         b       .
         .size   Reset_Handler, . - Reset_Handler
 
-/* ---- faults: report over semihosting and exit (tfedge_board.c:tfedge_fault_c) ----
+/* ---- faults: report on the UART and exit (tfedge_board.c:tfedge_fault_c) ----
  * The stack limit (MSPLIM on v8-M, the MPU guard on v7-M) is lifted, the stacked PC and LR are
  * read, and MSP moves back to the top of the stack: the program is over, and the fault may have
  * been a stack overflow with no room left below. */

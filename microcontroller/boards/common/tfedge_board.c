@@ -1,7 +1,9 @@
-/* tfedge board support: C start-up, SysTick instruction counter, semihosting exit, fault report.
+/* tfedge board support: C start-up, console on the UART, exit, SysTick instruction counter,
+ * fault report.
  *
- * Linked with --specs=rdimon.specs -nostartfiles: newlib's rdimon supplies the semihosting
- * syscalls (write, read, open, exit, ...) and this file replaces its crt0.
+ * Linked with --specs=nosys.specs -nostartfiles: this file replaces crt0 and gives newlib the
+ * system calls a program needs (write and read on the console, the heap, exit); everything
+ * else fails with ENOSYS. The program has no semihosting and so no way to the host's files.
  */
 #include "tfedge_board.h"
 
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- linker symbols (common/tfedge_sections.ld) ---- */
 extern uint32_t __tfedge_data_load[], __tfedge_data_start[], __tfedge_data_end[];
@@ -16,9 +19,9 @@ extern uint32_t __tfedge_bss_start[], __tfedge_bss_end[];
 extern char __tfedge_heap_start[], __tfedge_heap_end[];
 extern uint32_t __tfedge_stack_limit[], __tfedge_stack_top[];
 extern char __tfedge_stack_guard[];
+extern char __tfedge_text_start[], __tfedge_text_end[];
 
 extern int main(void);
-extern void initialise_monitor_handles(void);
 extern void __libc_init_array(void);
 
 /* ---- core registers ---- */
@@ -47,26 +50,65 @@ extern void __libc_init_array(void);
 
 #define TFEDGE_STACK_PAINT 0x5AFEC0DEu
 
-/* ---- semihosting (ARM semihosting v2: BKPT 0xAB on M profile) ---- */
-#define SH_SYS_WRITE0 0x04
-#define SH_SYS_EXIT_EXTENDED 0x20
-#define SH_ADP_STOPPED_APPLICATION_EXIT 0x20026
+/* ---- console: the board's first UART (CMSDK APB UART), QEMU's -serial ----
+ * No semihosting: a program can reach nothing of the host but this byte stream. */
+#define UART_DATA TFEDGE_REG(TFEDGE_UART_BASE + 0x00u)
+#define UART_STATE TFEDGE_REG(TFEDGE_UART_BASE + 0x04u)
+#define UART_CTRL TFEDGE_REG(TFEDGE_UART_BASE + 0x08u)
+#define UART_BAUDDIV TFEDGE_REG(TFEDGE_UART_BASE + 0x10u)
+#define UART_STATE_TX_FULL (1u << 0)
+#define UART_STATE_RX_FULL (1u << 1)
+#define UART_CTRL_TX_RX_ENABLE 3u
+#define SCB_AIRCR TFEDGE_REG(0xE000ED0Cu)
+#define SCB_AIRCR_SYSRESETREQ (0x05FA0000u | (1u << 2))
 
-static inline int tfedge_semihost(int op, const void *arg) {
-    register int r0 __asm__("r0") = op;
-    register const void *r1 __asm__("r1") = arg;
-    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
+static void tfedge_uart_init(void) {
+    UART_BAUDDIV = 16u; /* the smallest divider the UART accepts; QEMU sends at once anyway */
+    UART_CTRL = UART_CTRL_TX_RX_ENABLE;
 }
 
-static void __attribute__((noreturn)) tfedge_semihost_exit(int code) {
-    uint32_t block[2] = {SH_ADP_STOPPED_APPLICATION_EXIT, (uint32_t)code};
-    for (;;) tfedge_semihost(SH_SYS_EXIT_EXTENDED, block);
+static void tfedge_uart_put(char c) {
+    while (UART_STATE & UART_STATE_TX_FULL) {
+    }
+    UART_DATA = (uint8_t)c;
+}
+
+static void tfedge_uart_puts(const char *s) {
+    while (*s) tfedge_uart_put(*s++);
+}
+
+static uint8_t tfedge_uart_get(void) {
+    while (!(UART_STATE & UART_STATE_RX_FULL)) {
+    }
+    return (uint8_t)UART_DATA;
+}
+
+/* The end of the program: a status line the harness reads (qemu.py: _EXIT_LINE), then a system
+ * reset request, which ends QEMU under -no-reboot. */
+static void __attribute__((noreturn)) tfedge_board_exit(int code) {
+    char line[32];
+    char *out = line;
+    unsigned value = (unsigned)code & 0xFFu;
+    const char *prefix = "\n" TFEDGE_EXIT_MARKER;
+    while (*prefix) *out++ = *prefix++;
+    if (value >= 100) *out++ = (char)('0' + value / 100);
+    if (value >= 10) *out++ = (char)('0' + value / 10 % 10);
+    *out++ = (char)('0' + value % 10);
+    *out++ = '\n';
+    *out = '\0';
+    tfedge_uart_puts(line);
+    __asm__ volatile("dsb" ::: "memory");
+    for (;;) {
+        SCB_AIRCR = SCB_AIRCR_SYSRESETREQ;
+        __asm__ volatile("dsb" ::: "memory");
+    }
 }
 
 /* ---- C start-up ---- */
 void tfedge_reset_c(void) __attribute__((noreturn, used));
 void tfedge_reset_c(void) {
+    tfedge_uart_init();
+
     /* .data from its load image, .bss to zero (before any C code reads a global) */
     uint32_t *src = __tfedge_data_load, *dst = __tfedge_data_start;
     if (src != dst) {
@@ -104,7 +146,6 @@ void tfedge_reset_c(void) {
     SYST_CVR = 0;
     SYST_CSR = SYST_CSR_CLKSOURCE_CPU | SYST_CSR_TICKINT | SYST_CSR_ENABLE;
 
-    initialise_monitor_handles();
     __libc_init_array();
     exit(main());
 }
@@ -115,7 +156,75 @@ void _init(void) {}
 void _fini(void) {}
 void *__dso_handle __attribute__((weak)) = 0;
 
-/* ---- heap: newlib's malloc asks for memory here (replaces rdimon's weak _sbrk) ---- */
+/* ---- newlib's system calls: the console for stdin/stdout/stderr, nothing else ----
+ * Linked with --specs=nosys.specs: every other call (open, unlink, ...) fails with ENOSYS. */
+int _write(int fd, const char *data, int n) {
+    if (fd != 1 && fd != 2) {
+        errno = EBADF;
+        return -1;
+    }
+    for (int i = 0; i < n; ++i) tfedge_uart_put(data[i]);
+    return n;
+}
+
+/* stdin: the harness sends a 4-byte little-endian length, then that many bytes; after them the
+ * program reads end-of-file. */
+static int32_t tfedge_stdin_left = -1;
+
+int _read(int fd, char *data, int n) {
+    if (fd != 0) {
+        errno = EBADF;
+        return -1;
+    }
+    if (tfedge_stdin_left < 0) {
+        uint32_t length = 0;
+        for (int i = 0; i < 4; ++i) length |= (uint32_t)tfedge_uart_get() << (8 * i);
+        tfedge_stdin_left = (int32_t)(length & 0x7FFFFFFFu);
+    }
+    int count = 0;
+    while (count < n && tfedge_stdin_left > 0) {
+        data[count++] = (char)tfedge_uart_get();
+        --tfedge_stdin_left;
+    }
+    return count;
+}
+
+int _close(int fd) {
+    (void)fd;
+    return 0;
+}
+
+int _lseek(int fd, int offset, int whence) {
+    (void)fd;
+    (void)offset;
+    (void)whence;
+    errno = ESPIPE;
+    return -1;
+}
+
+int _fstat(int fd, struct stat *st) {
+    (void)fd;
+    memset(st, 0, sizeof *st);
+    st->st_mode = S_IFCHR;
+    return 0;
+}
+
+int _isatty(int fd) { return fd >= 0 && fd <= 2; }
+
+void _exit(int code) {
+    tfedge_board_exit(code);
+}
+
+int _kill(int pid, int sig) {
+    (void)pid;
+    (void)sig;
+    errno = EINVAL;
+    return -1;
+}
+
+int _getpid(void) { return 1; }
+
+/* ---- heap: newlib's malloc asks for memory here ---- */
 static char *tfedge_heap_top = __tfedge_heap_start;
 
 void *_sbrk(ptrdiff_t increment) {
@@ -206,7 +315,7 @@ void tfedge_report(const char *key, uint64_t value) {
 void tfedge_exit(int code) {
     fflush(stdout);
     fflush(stderr);
-    tfedge_semihost_exit(code);
+    tfedge_board_exit(code);
 }
 
 /* ---- faults: print what happened without stdio (its state may be the broken thing) ---- */
@@ -251,8 +360,13 @@ void tfedge_fault_c(uint32_t pc, uint32_t lr, uint32_t exc_return) {
     if ((cfsr & (1u << 20)) || (cfsr & (1u << 4)) || in_guard) {
         out = tfedge_put_str(out, " stack overflow (raise stack_size)");
     }
+    /* BKPT 0xAB: a semihosting call, which the harness does not serve (no host access) */
+    if ((pc & 1u) == 0 && pc >= (uint32_t)__tfedge_text_start &&
+        pc + 2u <= (uint32_t)__tfedge_text_end && *(const volatile uint16_t *)pc == 0xBEABu) {
+        out = tfedge_put_str(out, " semihosting call (disabled: print with printf)");
+    }
     *out++ = '\n';
     *out = '\0';
-    tfedge_semihost(SH_SYS_WRITE0, message);
-    tfedge_semihost_exit(TFEDGE_EXIT_FAULT);
+    tfedge_uart_puts(message);
+    tfedge_board_exit(TFEDGE_EXIT_FAULT);
 }

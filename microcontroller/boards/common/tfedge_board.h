@@ -1,7 +1,9 @@
 /* tfedge board support: the C API a program built by tfedge.microcontroller.qemu.build can use.
  *
- * Output goes through newlib + rdimon semihosting, so plain printf/puts/fwrite work and end up
- * on QEMU's standard output; returning from main (or exit(code)) ends QEMU with that exit code.
+ * Output goes through newlib to the board's UART, which QEMU connects to its standard output, so
+ * plain printf/puts/fwrite work; stdin reads what the harness sends (qemu.run's `stdin`).
+ * Returning from main (or exit(code)) prints the exit status line and ends QEMU. There is no
+ * semihosting: the program cannot open, write or delete files of the host.
  *
  * Instruction counting: QEMU runs with -icount shift=0, where every instruction takes 1 ns of
  * virtual time. SysTick (processor clock, free running from reset, wraps counted by its
@@ -31,6 +33,9 @@ extern "C" {
 /* Exit codes the board support itself uses (a program's own codes should stay below 200). */
 #define TFEDGE_EXIT_FAULT 201 /* a fault exception (HardFault, UsageFault, ...) */
 
+/* The last line a program prints: this, then its exit status (0-255) in decimal. */
+#define TFEDGE_EXIT_MARKER "tfedge-exit-status: "
+
 /* SysTick reload value (ticks per wrap - 1). Tests set a small one to exercise the wrap logic. */
 #ifndef TFEDGE_SYSTICK_RELOAD
 #define TFEDGE_SYSTICK_RELOAD 0xFFFFFFu
@@ -54,7 +59,7 @@ size_t tfedge_stack_used(void);
 size_t tfedge_stack_size(void);
 size_t tfedge_heap_used(void);
 
-/* Flush stdio and end the emulation with `code` as QEMU's exit status (SYS_EXIT_EXTENDED). */
+/* Flush stdio and end the program with `code` (0-255) as its exit status. */
 void tfedge_exit(int code) __attribute__((noreturn));
 
 #ifdef __cplusplus

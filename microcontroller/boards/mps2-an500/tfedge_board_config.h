@@ -14,4 +14,7 @@
 #define TFEDGE_INSNS_PER_TICK_NUM 40
 #define TFEDGE_INSNS_PER_TICK_DEN 1
 
+/* The console: UART0 (CMSDK APB UART), QEMU's first -serial. */
+#define TFEDGE_UART_BASE 0x40004000u
+
 #endif  /* TFEDGE_BOARD_CONFIG_H_ */

@@ -14,4 +14,7 @@
 #define TFEDGE_INSNS_PER_TICK_NUM 125
 #define TFEDGE_INSNS_PER_TICK_DEN 4
 
+/* The console: UART0 (CMSDK APB UART) at its secure alias (NS 0x49303000), QEMU's first -serial. */
+#define TFEDGE_UART_BASE 0x59303000u
+
 #endif  /* TFEDGE_BOARD_CONFIG_H_ */
