@@ -397,6 +397,30 @@ def _dynamic_shape_blocker(ctx: _Op, dynamic_values: dict):
     return None
 
 
+# The most bytes one tensor may have: TFLM sizes tensors in int32 (TfLiteIntArray dims, the
+# arena offsets of its planner), and a Cortex-M has 32-bit addresses.
+MAX_TENSOR_BYTES = 2**31 - 1
+
+
+def _size_blocker(ctx: _Op, tensors):
+    """A tensor too large for any microcontroller (a damaged file or a huge model)."""
+    for tensor in tensors:
+        if tensor is None or any(d < 0 for d in tensor.shape):
+            continue
+        elements = 1
+        for d in tensor.shape:
+            elements *= d
+            if elements > MAX_TENSOR_BYTES:
+                shape = list(tensor.shape[:8]) + (["..."] if len(tensor.shape) > 8 else [])
+                return _finding(ctx, "blocker", "",
+                                f"tensor {tensor.name!r} has shape {shape}: more than "
+                                f"{MAX_TENSOR_BYTES:,} elements, beyond TFLM's int32 sizes and "
+                                "any Cortex-M's memory",
+                                "convert the model again (the file may be damaged); a model "
+                                "this large does not fit a microcontroller")
+    return None
+
+
 def _transpose_rank_blocker(ctx: _Op):
     if ctx.name != "TRANSPOSE" or ctx.data is None:
         return None
@@ -682,7 +706,8 @@ def lint(tflite, target: str = "cortex-m4") -> LintReport:
                   signatures=tuple(t.shape_signature if t is not None else None
                                    for t in tensors),
                   target=target)
-        finding = (_custom_blocker(ctx) or _missing_op_blocker(ctx)
+        finding = (_size_blocker(ctx, tensors) or _custom_blocker(ctx)
+                   or _missing_op_blocker(ctx)
                    or _dynamic_shape_blocker(ctx, dynamic_values) or _dynamic_blocker(ctx)
                    or _structure_blocker(ctx) or _transpose_rank_blocker(ctx)
                    or _float_finding(ctx, integer_model, graph_inputs, graph_outputs)

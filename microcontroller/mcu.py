@@ -17,8 +17,10 @@ saturated softmax, an intermediate one cannot.
 """
 
 import collections
+import contextlib
 import dataclasses
 import pathlib
+import shutil
 import tempfile
 import time
 import zlib
@@ -28,6 +30,13 @@ import numpy as np
 from tfedge.microcontroller import codegen, qemu
 
 _CALIBRATIONS = {}
+# What the board support reserves besides the program's own data (tfedge_sections.ld defaults).
+_STACK_BYTES = 64 * 1024
+_HEAP_BYTES = 32 * 1024
+
+
+class DoesNotFitError(ValueError):
+    """The model needs more flash or RAM than the board has; found before compiling."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,9 +212,65 @@ def reference_outputs(tflite_bytes, inputs, *, with_intermediates=False):
     return outputs, tensors
 
 
+def _human(size):
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size:,} bytes"
+
+
+def _check_region(board, part, needs, total):
+    """Raises DoesNotFitError when `total` bytes (a lower bound of what the parts placed in the
+    region of `part` take, itemized in `needs`) exceed that region of `board`."""
+    region = next(r for r in board.regions if part in r.holds)
+    if total <= region.size:
+        return
+    items = ", ".join(f"{what} {size:,}" for what, size in needs if size)
+    others = ", ".join(f"{b.name} {_human(b.capacity(part))}" for b in qemu.BOARDS.values()
+                       if b.name != board.name)
+    raise DoesNotFitError(
+        f"the model does not fit {board.name}: its {region.name} ({_human(region.size)}, "
+        f"for {', '.join(region.holds)}) would need at least {total:,} bytes ({items}). "
+        "Make the model smaller (a smaller width or input size, tfedge.prune_channels; "
+        "--noprecompute leaves the DSP tables out of flash) or use a board with more room for "
+        f"{part} ({others})")
+
+
+def check_fits(generated, board, num_inputs=1):
+    """Raises DoesNotFitError, naming the numbers, when the program `build` makes for
+    `generated` (a `codegen.GeneratedModel`) and `num_inputs` embedded inputs cannot fit the
+    board's memory: weights, kernel tables and inputs in the region of .rodata; the arena, the
+    output buffer, the heap and the stack in theirs. Code and the C library come on top, so
+    this is a lower bound: it never refuses a model that links."""
+    board = qemu.get_board(board)
+    parts = {
+        "rodata": [("weights", generated.weights_bytes), ("kernel tables", generated.tables_bytes),
+                   (f"{num_inputs} test input(s)", num_inputs * generated.input.bytes)],
+        "bss": [("tensor arena", generated.arena_bytes), ("output", generated.output.bytes)],
+        "heap": [("heap", _HEAP_BYTES)],
+        "stack": [("stack", _STACK_BYTES)],
+    }
+    for region in board.regions:
+        needs = [item for part in region.holds for item in parts.get(part, ())]
+        if needs:
+            _check_region(board, region.holds[0], needs, sum(size for _, size in needs))
+
+
+def _check_weights_fit(tflite_bytes, board):
+    """The quick part of `check_fits`, before code generation: the constant data alone."""
+    from tfedge.converters import tflite_reader
+
+    model = tflite_reader.read_tflite(tflite_bytes)
+    weights = sum(b.size for b in model.buffers)
+    _check_region(qemu.get_board(board), "rodata", [("weights", weights)], weights)
+
+
 def build(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=False,
           profile=False, output_dir=None, opt="-O2", precompute=True):
-    """Generates and builds the program; returns (generated, executable, inputs)."""
+    """Generates and builds the program into `output_dir` (a new temporary folder, which the
+    caller removes, if None); returns (generated, executable, inputs).
+
+    Raises DoesNotFitError before compiling when the model cannot fit the board (`check_fits`).
+    """
+    board = qemu.get_board(board)
+    _check_weights_fit(tflite_bytes, board)
     generated = codegen.generate(tflite_bytes, precompute=precompute)
     if isinstance(inputs, int):
         if inputs < 1:
@@ -213,6 +278,7 @@ def build(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace
                              f"inputs={inputs!r}")
         inputs = random_inputs(generated.input.shape, inputs, seed)
     inputs = [np.asarray(x, dtype=np.int8).reshape(generated.input.shape) for x in inputs]
+    check_fits(generated, board, len(inputs))
     folder = pathlib.Path(output_dir or tempfile.mkdtemp(prefix="tfedge-mcu-"))
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in generated.files.items():
@@ -231,8 +297,25 @@ def build(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace
     return generated, executable, inputs
 
 
+@contextlib.contextmanager
+def build_folder(output_dir=None, *, keep=False):
+    """The folder a build goes into: `output_dir` (created, kept), or a new temporary folder
+    that is removed when the block ends, on success and on failure alike, unless `keep`."""
+    if output_dir is not None:
+        folder = pathlib.Path(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="tfedge-mcu-"))
+    try:
+        yield folder
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def run(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=False,
-        timeout_s=300.0, output_dir=None, precompute=True):
+        timeout_s=300.0, output_dir=None, precompute=True, keep_build=False):
     """Builds the model for `board`, runs it under QEMU and compares it with LiteRT.
 
     Args:
@@ -244,16 +327,21 @@ def run(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=F
       trace: also compare every op's output for the first input (see the module docstring).
       precompute: the DSP loops' tables in flash (`codegen.generate`); False builds them at
         run time (less flash, more instructions).
-      output_dir: keep the generated sources, the ELF and its map there.
+      output_dir: keep the generated sources, the ELF and its map there. Without it they go
+        into a temporary folder that is removed afterwards (also on failure), unless
+        `keep_build`.
 
-    Returns an `McuResult`. Raises codegen.CodegenError for a model the runtime cannot run,
-    qemu.BuildError / QemuError / QemuTimeoutError for build and run failures.
+    Returns an `McuResult`. Raises DoesNotFitError (before compiling) for a model too big for
+    the board, codegen.CodegenError for a model the runtime cannot run, qemu.BuildError /
+    QemuError / QemuTimeoutError for build and run failures.
     """
     started = time.monotonic()
-    generated, executable, inputs = build(tflite_bytes, board, inputs=inputs, seed=seed,
-                                          dsp=dsp, trace=trace, output_dir=output_dir,
-                                          precompute=precompute)
-    result = qemu.run(executable, timeout_s=timeout_s).check()
+    with build_folder(output_dir, keep=keep_build) as folder:
+        generated, executable, inputs = build(tflite_bytes, board, inputs=inputs, seed=seed,
+                                              dsp=dsp, trace=trace, output_dir=folder,
+                                              precompute=precompute)
+        result = qemu.run(executable, timeout_s=timeout_s).check()
+        sizes = executable.sizes
     reports = result.reports
     overhead = calibration(board).overhead
     outputs = [result.hex(f"output{i}") for i in range(len(inputs))]
@@ -279,7 +367,6 @@ def run(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=F
             if k >= len(got) or got[k] != want:
                 bad.append((op, generated.ops[op]))
         trace_mismatches = tuple(dict.fromkeys(bad))
-    sizes = executable.sizes
     return McuResult(
         board=qemu.get_board(board).name, dsp=dsp, exact=mismatched == 0 and not trace_mismatches,
         mismatched_bytes=mismatched, outputs=tuple(outputs), reference=tuple(expected),
@@ -306,18 +393,19 @@ class OpProfile:
 
 
 def profile(tflite_bytes, board="mps2-an386", *, inputs=1, seed=0, dsp=True, timeout_s=300.0,
-            output_dir=None, precompute=True):
+            output_dir=None, precompute=True, keep_build=False):
     """Instructions per op: a list of `OpProfile`, in op order.
 
     Each count is the counter's reading between consecutive ops, its overhead removed, averaged
     over the inputs; ops the code generator turned into nothing (aliased RESHAPEs) count 0. The
     program is the one `run` builds, with a counter read around every op; the counts add up to
     `run`'s within 1% (the hook's call costs a few instructions per op beyond the counter's
-    calibrated overhead)."""
-    generated, executable, inputs = build(tflite_bytes, board, inputs=inputs, seed=seed,
-                                          dsp=dsp, profile=True, output_dir=output_dir,
-                                          precompute=precompute)
-    reports = qemu.run(executable, timeout_s=timeout_s).check().reports
+    calibrated overhead). `output_dir` and `keep_build` as for `run`."""
+    with build_folder(output_dir, keep=keep_build) as folder:
+        generated, executable, inputs = build(tflite_bytes, board, inputs=inputs, seed=seed,
+                                              dsp=dsp, profile=True, output_dir=folder,
+                                              precompute=precompute)
+        reports = qemu.run(executable, timeout_s=timeout_s).check().reports
     overhead = calibration(board).overhead
     hooks = collections.Counter(op for op, _ in generated.trace_tensors)  # calls per inference
     rows = []
@@ -329,5 +417,6 @@ def profile(tflite_bytes, board="mps2-an386", *, inputs=1, seed=0, dsp=True, tim
     return rows
 
 
-__all__ = ["McuResult", "OpProfile", "build", "profile", "calibration", "harness_source",
-           "random_inputs", "reference_outputs", "run"]
+__all__ = ["DoesNotFitError", "McuResult", "OpProfile", "build", "build_folder", "calibration",
+           "check_fits", "harness_source", "profile", "random_inputs", "reference_outputs",
+           "run"]

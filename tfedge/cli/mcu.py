@@ -16,7 +16,10 @@ It prints flash (code + weights), RAM (arena + stack + static data), the instruc
 inference took (deterministic: SysTick under -icount) and MACs per instruction. `codegen` only
 writes model.c and model.h (and the runtime's sources with --runtime) for a firmware build.
 `profile` runs one input with the counter read around every op and prints, per op, its MACs,
-its instructions, MACs per instruction and its share of the inference.
+its instructions, MACs per instruction and its share of the inference. Without --output_dir the
+build happens in a temporary folder that is removed afterwards, also on failure (--keep_build
+keeps it). A model too big for the board's flash or RAM is refused before compiling, with the
+numbers.
 
 Exit status: 0 when the outputs are bit-exact (codegen, profile: when done), 1 when they
 differ, 2 when the model could not be compiled, built or run (the message on stderr starts with "tfedge mcu: error:").
@@ -47,6 +50,9 @@ _JSON = flags.DEFINE_boolean("json", False, "Print the result as JSON.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "run, profile: keep the generated "
                                   "sources, the ELF and its map here. codegen: where "
                                   "model.c/.h go (required).")
+_KEEP_BUILD = flags.DEFINE_boolean("keep_build", False, "run, profile: without --output_dir, "
+                                   "keep the temporary build folder (its path is printed) "
+                                   "instead of removing it.")
 _PREFIX = flags.DEFINE_string("prefix", "tfedge_model", "codegen: prefix of the generated "
                               "function, <prefix>_invoke.")
 _RUNTIME = flags.DEFINE_boolean("runtime", False, "codegen: also copy the runtime's C sources "
@@ -99,12 +105,24 @@ def _codegen(model):
           f"{generated.tables_bytes:,} bytes, {generated.macs:,} MACs")
 
 
+def _build_dir():
+    """--output_dir; or, with --keep_build alone, a new folder whose path is printed."""
+    if _OUTPUT_DIR.value or not _KEEP_BUILD.value:
+        return _OUTPUT_DIR.value
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="tfedge-mcu-")
+    print(f"build folder (kept, --keep_build): {folder}", file=sys.stderr)
+    return folder
+
+
 def _run(model):
     from tfedge.microcontroller import mcu
 
     result = mcu.run(model, _BOARD.value, inputs=_INPUTS.value, seed=_SEED.value,
                      dsp=_DSP.value, trace=_TRACE.value, timeout_s=_TIMEOUT.value,
-                     output_dir=_OUTPUT_DIR.value, precompute=_PRECOMPUTE.value)
+                     output_dir=_build_dir(), precompute=_PRECOMPUTE.value,
+                     keep_build=_KEEP_BUILD.value)
     if _JSON.value:
         print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     else:
@@ -134,8 +152,8 @@ def _profile(model):
     from tfedge.microcontroller import mcu
 
     rows = mcu.profile(model, _BOARD.value, seed=_SEED.value, dsp=_DSP.value,
-                       timeout_s=_TIMEOUT.value, output_dir=_OUTPUT_DIR.value,
-                       precompute=_PRECOMPUTE.value)
+                       timeout_s=_TIMEOUT.value, output_dir=_build_dir(),
+                       precompute=_PRECOMPUTE.value, keep_build=_KEEP_BUILD.value)
     total = sum(r.instructions for r in rows)
     macs = sum(r.macs for r in rows)
     if _JSON.value:
