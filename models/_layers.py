@@ -2,8 +2,8 @@
 
 Each layer is serializable (registered under the "tfedge" package, so `keras.models.load_model`
 finds it without `custom_objects`), declares no prunable weights (tfmot's pruning wrapper leaves
-it as it is), and has a QuantizeConfig in `tfedge.quantize` (QAT needs no user code). They are
-written so that the TFLite converter emits microcontroller-friendly ops:
+it as it is), and has a QuantizeConfig in `tfedge.quantization` (QAT needs no user code). They
+are written so that the TFLite converter emits microcontroller-friendly ops:
 
 | layer | TFLite ops (int8) |
 | --- | --- |

@@ -6,12 +6,13 @@
 
 Every layer tfmot can prune (weights in its registry: Conv2D, Dense, ...) is wrapped, except the
 stem convolution and the classifier unless asked; the others (depthwise convolutions,
-BatchNorm, tfedge's custom layers, ...) are left as they are.
+BatchNorm, tfedge's custom layers, ...) are left as they are. Keras 3 models, and tf_keras models
+with TF-op layers, are first rebuilt by `tfedge.compat.as_tf_keras`, as `tfedge.compress` does.
 """
 
 import dataclasses
 
-from tfedge._keras import clone_with_weights, keras, require_tf_keras_model, tf, tfmot
+from tfedge._keras import clone_with_weights, is_tf_keras_model, keras, tf, tfmot
 
 _S = tfmot().sparsity.keras
 
@@ -24,7 +25,10 @@ def is_prunable(layer):
 
     # tfmot has no public "which weights would you prune" query; its registry table answers it.
     registry = prune_registry.PruneRegistry
-    return registry.supports(layer) and bool(registry._weight_names(layer))
+    if not registry.supports(layer):
+        return False
+    # Recurrent layers are supported through their cells, whose kernels are always pruned.
+    return registry._is_rnn_layer(layer) or bool(registry._weight_names(layer))
 
 
 def polynomial(initial_sparsity, final_sparsity, begin_step, end_step, *, frequency=100):
@@ -66,15 +70,23 @@ def prune(model, sparsity=0.5, *, m_by_n=None, skip=None):
     """Wraps the prunable layers of a copy of `model` for magnitude pruning.
 
     Args:
-      model: a Functional or Sequential tf_keras model.
+      model: a Functional or Sequential model: tf_keras, or Keras 3 (rebuilt first, see
+        `tfedge.compat.as_tf_keras`, as are tf_keras models with TF-op layers). It is left as it
+        was.
       sparsity: the fraction of weights to zero (constant from the first step), or a schedule
         such as `polynomial(0.0, 0.75, begin_step=0, end_step=1000)`.
       m_by_n: e.g. (2, 4): at most 2 non-zero weights in every 4 consecutive input channels
         (structured sparsity that sparse tensor hardware accelerates); the schedule says when.
       skip: names of layers to leave dense. Default: `default_skip(model)`, the stem
         convolution and the classifier. Pass () to prune every prunable layer.
+
+    Raises:
+      TypeError: not a Keras model, a subclassed model, or one whose nested models hold
+        prunable layers.
+      ValueError: a bad argument, or a Keras 3 layer or op with no tf_keras equivalent.
     """
-    require_tf_keras_model(model)
+    from tfedge import compat
+
     schedule = _schedule(sparsity)
     if m_by_n is not None:
         if (not isinstance(m_by_n, (tuple, list)) or len(m_by_n) != 2
@@ -83,12 +95,30 @@ def prune(model, sparsity=0.5, *, m_by_n=None, skip=None):
             raise ValueError("`m_by_n` must be two integers m < n, e.g. (2, 4). Received: "
                              f"m_by_n={m_by_n!r}")
         m_by_n = tuple(m_by_n)
+    original = model
+    try:
+        model = compat.as_tf_keras(model)
+    except ValueError as exc:
+        if not is_tf_keras_model(model):
+            raise ValueError(f"prune rebuilds Keras 3 models as tf_keras ones first "
+                             f"(tfedge.compat.as_tf_keras), which failed: {exc}") from exc
+        # An op as_tf_keras cannot map stays a TF-op layer: it holds no weights and tfmot never
+        # wraps it, so the model prunes as it is (QAT and channel pruning refuse it).
     skip = default_skip(model) if skip is None else tuple(skip)
     names = {l.name for l in model.layers}
     unknown = sorted(set(skip) - names)
     if unknown:
         raise ValueError(f"`skip` names layers the model does not have: {unknown}")
-    source = clone_with_weights(model)
+    nested = [l for l in model.layers if isinstance(l, keras.Model) and l.name not in skip
+              and any(is_prunable(inner) for inner in _flat_layers(l))]
+    if nested:
+        named = ", ".join(f"{l.name!r} ({type(l).__name__})" for l in nested)
+        raise TypeError(f"prune cannot reach inside nested models, and {named} of "
+                        f"{model.name!r} hold prunable layers that would stay dense. Flatten "
+                        "them into one Functional model (call the inner model's layers on your "
+                        "tensors directly), or name them in `skip` to leave them dense.")
+    # A rebuilt model is a private copy already; the caller's own model is copied first.
+    source = model if model is not original else clone_with_weights(model)
 
     def wrap(layer):
         if layer.name in skip or not is_prunable(layer):
@@ -100,18 +130,45 @@ def prune(model, sparsity=0.5, *, m_by_n=None, skip=None):
     return keras.models.clone_model(source, clone_function=wrap)
 
 
+def _flat_layers(model):
+    """Every layer of `model`, those of its nested models included."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _flat_layers(layer)
+        else:
+            yield layer
+
+
 def _kernel_variables(layer):
     """The prunable weight variables of a plain, pruning-wrapped or QAT-wrapped layer."""
     inner = getattr(layer, "layer", layer)
     if inner is layer:
         if hasattr(layer, "get_prunable_weights"):
             return list(layer.get_prunable_weights())
-        return [layer.kernel]
+        return _registry_weights(layer)
     # In a wrapper the inner layer's attributes may hold derived tensors (QAT's fake-quantized
     # kernel); the variables themselves are the wrapper's weights of the same name.
     wanted = ("depthwise_kernel", "kernel") if not hasattr(inner, "get_prunable_weights") else \
         tuple(w.name.split("/")[-1].split(":")[0] for w in inner.get_prunable_weights())
     return [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in wanted]
+
+
+def _registry_weights(layer):
+    """The weights tfmot's registry prunes in a plain layer (not all are called `kernel`:
+    Embedding's `embeddings`, SeparableConv2D's `pointwise_kernel`, an LSTM's cell kernels)."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    registry = prune_registry.PruneRegistry
+    if registry._is_rnn_layer(layer):
+        return [getattr(cell, name) for cell in registry._get_rnn_cells(layer)
+                for name in registry._RNN_CELLS_WEIGHTS_MAP.get(type(cell), ())]
+    weights = []
+    for name in registry._weight_names(layer):  # MultiHeadAttention's: "_query_dense.kernel"
+        owner = layer
+        for part in name.split("."):
+            owner = getattr(owner, part)
+        weights.append(owner)
+    return weights
 
 
 def _kernel_arrays(layer):

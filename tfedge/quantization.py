@@ -6,9 +6,13 @@
 tfmot's own `quantize_model` refuses layers its registry does not know: every custom layer and
 Keras' `Multiply` (the squeeze-excite scale). tfedge annotates those with the QuantizeConfigs
 below, so no user code is needed, and saves/loads QAT models inside `quantize_scope()`.
+
+Keras 3 models, and tf_keras models with TF-op layers (tf_keras' own MobileNetV3 builds its
+hard-swish from `x + 3.0`, `tf.nn.relu6`, ...), are first rebuilt by `tfedge.compat.as_tf_keras`,
+as `tfedge.compress` does.
 """
 
-from tfedge._keras import clone_with_weights, keras, require_tf_keras_model, tfmot
+from tfedge._keras import clone_with_weights, keras, tfmot
 from tfedge.models import _layers
 
 _Q = tfmot().quantization.keras
@@ -83,30 +87,75 @@ def _scheme(preserve_sparsity):
 
 
 def quantize_aware(model, *, preserve_sparsity=False):
-    """Returns a QAT copy of a Functional or Sequential tf_keras model (fake-quant inserted).
+    """Returns a QAT copy of a Functional or Sequential model (fake-quant inserted).
 
-    With `preserve_sparsity=True` (for a pruned and stripped model, see `tfedge.strip`), tfmot's
-    pruning-preserving scheme (PQAT) keeps every zero weight at zero during QAT.
+    Args:
+      model: a tf_keras model, or a Keras 3 one; a Keras 3 model, or a tf_keras model with TF-op
+        layers, is rebuilt first with `tfedge.compat.as_tf_keras` (same outputs, same weights).
+        It is left as it was.
+      preserve_sparsity: for a pruned and stripped model (see `tfedge.strip`): tfmot's
+        pruning-preserving scheme (PQAT) keeps every zero weight at zero during QAT.
+
+    Raises:
+      TypeError: not a Keras model, a subclassed model, or one with nested models.
+      ValueError: a layer or op QAT cannot wrap (the message names it and says what to do).
     """
-    require_tf_keras_model(model)
-    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
-        raise TypeError(f"quantize_aware needs a Functional or Sequential model; {model.name} is a "
-                        "subclassed model. Rebuild it with the Functional API.")
-    nested = [l.name for l in model.layers if isinstance(l, keras.Model)]
+    from tfedge import compat
+
+    try:
+        rebuilt = compat.as_tf_keras(model)
+    except ValueError as exc:
+        raise ValueError(f"quantize_aware rebuilds Keras 3 models and TF-op layers as tf_keras "
+                         f"layers first (tfedge.compat.as_tf_keras), which failed: {exc}") from exc
+    nested = [l.name for l in rebuilt.layers if isinstance(l, keras.Model)]
     if nested:
         raise TypeError(f"quantize_aware cannot handle nested models ({', '.join(nested)}); "
                         "flatten them into one Functional model")
-    source = clone_with_weights(model)
+    # A rebuilt model is a private copy already; the caller's own model is copied first.
+    source = rebuilt if rebuilt is not model else clone_with_weights(model)
+    model = rebuilt
+    scheme = _scheme(preserve_sparsity)
 
     def annotate(layer):
         config = QUANTIZE_CONFIGS.get(type(layer))
         return _Q.quantize_annotate_layer(layer, config() if config else None)
 
     with quantize_scope():
-        annotated = keras.models.clone_model(source, clone_function=annotate)
         try:
-            return _Q.quantize_apply(annotated, scheme=_scheme(preserve_sparsity))
-        except (ValueError, RuntimeError) as exc:
-            raise ValueError(f"tfmot cannot quantize {model.name}: {exc}. Layers without a "
-                             "QuantizeConfig in tfmot's registry or tfedge.quantize."
-                             "QUANTIZE_CONFIGS need one.") from exc
+            annotated = keras.models.clone_model(source, clone_function=annotate)
+            return _Q.quantize_apply(annotated, scheme=scheme)
+        except (ValueError, RuntimeError, TypeError, AttributeError) as exc:
+            raise _wrap_error(model, exc) from exc
+
+
+def _wrap_error(model, exc):
+    """tfmot's error as a ValueError that names the layers it cannot wrap and the fix.
+
+    tfmot and Keras name the layer that failed ('Layer norm:<class ...> is not supported',
+    'calling layer "tf.math.add" (type TFOpLambda)') or its class ('object of type `Doubler`',
+    'Layer Doubler supplied to wrapper', 'a Lambda layer'); every layer of that class fails
+    alike, so all of them are named.
+    """
+    text = str(exc).strip()
+    reason = text.rstrip(".")
+    candidates = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    failed = [l for l in candidates if any(quoted in text for quoted in (
+        f'"{l.name}"', f"'{l.name}'", f"`{l.name}`", f"Layer {l.name}:"))]
+    if not failed:
+        failed = [l for l in candidates if any(quoted in text for quoted in (
+            f"`{type(l).__name__}`", f"{type(l).__name__} layer", f"type {type(l).__name__}",
+            f"Layer {type(l).__name__} "))]
+    classes = {type(l) for l in failed}
+    refused = [l for l in candidates if type(l) in classes]
+    if not refused:
+        return ValueError(f"tfmot cannot quantize {model.name!r}: {reason}. Layers without a "
+                          "QuantizeConfig in tfmot's registry or "
+                          "tfedge.quantization.QUANTIZE_CONFIGS need one.")
+    named = ", ".join(f"{l.name!r} ({type(l).__name__})" for l in refused)
+    return ValueError(
+        f"quantize_aware cannot wrap {len(refused)} layer(s) of {model.name!r} for QAT: {named}. "
+        f"tfmot says: {reason}. Replace each with a layer tfmot quantizes (tf_keras Conv2D, "
+        "DepthwiseConv2D, Dense, ReLU, Add, ... or the layers of tfedge.models), or, for a layer "
+        "class of your own, register it (tf_keras.utils.register_keras_serializable) and map it "
+        "to a QuantizeConfig in tfedge.quantization.QUANTIZE_CONFIGS (OutputQuantizeConfig "
+        "suits a layer without weights).")

@@ -222,11 +222,21 @@ def test_tf_keras_op_without_a_layer_is_refused_by_name(op):
 
 
 @pytest.mark.parametrize("which", ["keras3", "tf_keras"])
-def test_rebuilt_mobilenet_v3_trains_quantization_aware_and_converts_to_full_int8(
-        which, keras3_mobilenet_v3, tf_keras_mobilenet_v3):
-    _, rebuilt = keras3_mobilenet_v3 if which == "keras3" else tf_keras_mobilenet_v3
-    qat = tfedge.quantize_aware(rebuilt)
+def test_mobilenet_v3_trains_quantization_aware_and_converts_to_full_int8(
+        which, keras3_mobilenet_v3, tf_keras_mobilenet_v3, monkeypatch):
+    original, _ = keras3_mobilenet_v3 if which == "keras3" else tf_keras_mobilenet_v3
+    wrapped = []  # what quantize_aware wraps: its own as_tf_keras rebuild of the original
+    monkeypatch.setattr(tfedge.compat, "as_tf_keras",
+                        lambda model, real=as_tf_keras: wrapped.append(real(model)) or wrapped[-1])
+    # The original as it is: tf_keras' own has TFOpLambda layers, which tfmot's QAT wrapper
+    # crashed on ("'list' object has no attribute 'dtype'") before quantize_aware rebuilt them.
+    qat = tfedge.quantize_aware(original)
+    (rebuilt,) = wrapped
+    assert rebuilt is not original and "TFOpLambda" not in types(rebuilt)
+    np.testing.assert_allclose(rebuilt(IMAGES, training=False).numpy(),
+                               np.asarray(original(IMAGES, training=False)), rtol=0, atol=ATOL)
     assert sum(type(l).__name__ == "QuantizeWrapperV2" for l in qat.layers) > 100
+    assert "TFOpLambda" not in types(qat)
     # Eager: tracing the graph for one step costs more than running it.
     qat.compile("adam", "sparse_categorical_crossentropy", run_eagerly=True)
     before = [w.numpy().copy() for w in qat.trainable_weights]

@@ -199,3 +199,27 @@ def test_keep_zeros_covers_what_pruning_preserving_qat_misses(keep_zeros):
         assert all(s == pytest.approx(0.5, abs=0.02) for s in after.values()), after
     else:
         assert after["se_reduce"] < 0.4, after
+
+
+def test_prune_and_report_layers_whose_weights_are_not_called_kernel():
+    # Embedding prunes `embeddings`, SeparableConv1D `pointwise_kernel`, MultiHeadAttention its
+    # projections' kernels and LSTM its cell's kernels: is_prunable raised KeyError on the LSTM
+    # and sparsity_report AttributeError ("no attribute 'kernel'") on the plain model.
+    inputs = keras.Input((6,), dtype="int32")
+    x = layers.Embedding(10, 8, name="emb")(inputs)
+    x = layers.SeparableConv1D(8, 3, padding="same", name="sep")(x)
+    x = layers.MultiHeadAttention(2, 4, name="mha")(x, x)
+    x = layers.LSTM(8, name="lstm")(x)
+    model = keras.Model(inputs, layers.Dense(2, name="fc")(x))
+    names = ("emb", "sep", "mha", "lstm", "fc")
+    assert all(is_prunable(model.get_layer(n)) for n in names)
+    rows = pruning.sparsity_report(model)
+    assert [(n, zeros) for n, _, zeros, _ in rows] == [(n, 0) for n in names]
+    assert rows[0][1] == 80 and rows[3][1] == 4 * 8 * (8 + 8)  # LSTM: kernel + recurrent_kernel
+    pruned = tfedge.prune(model, sparsity=0.5, skip=())
+    assert set(pruning.pruned_layer_names(pruned)) == set(names)
+    pruned.compile("adam", "sparse_categorical_crossentropy", run_eagerly=True)
+    tokens = np.random.default_rng(0).integers(0, 10, (8, 6))
+    pruned.fit(tokens, np.zeros(8, int), verbose=0, callbacks=pruning_callbacks())
+    for name, _, _, sparsity in pruning.sparsity_report(tfedge.strip(pruned)):
+        assert sparsity == pytest.approx(0.5, abs=0.02), name
