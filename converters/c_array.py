@@ -46,9 +46,76 @@ def check_identifier(name, argument="symbol"):
             f"digit), e.g. 'g_model'. Received: {argument}={name!r}")
     if name in _RESERVED:
         raise ValueError(f"`{argument}` must not be a C/C++ keyword. Received: {argument}={name!r}")
-    if name.startswith("__") or re.match(r"_[A-Z]", name):
-        raise ValueError(f"`{argument}` must not start with '__' or '_' and a capital letter "
-                         f"(reserved for the compiler). Received: {argument}={name!r}")
+    if "__" in name or re.match(r"_[A-Z]", name):
+        raise ValueError(f"`{argument}` must not contain '__' or start with '_' and a capital "
+                         f"letter (reserved for the compiler). Received: {argument}={name!r}")
+    return name
+
+
+# Names the generated files (model_data.h/.cc, model_settings.h, op_resolver.h), tfedge's
+# main.cc template and the headers they include declare or use, with where: a model symbol or
+# namespace of the same name would not compile, or would change what they mean. Locals and
+# parameters count too, since TFLM builds with -Wshadow -Werror. tests/hostile/
+# test_hostile_export_c.py checks that every name they use unqualified is here.
+RESERVED_NAMES = {}
+for _where, _names in (
+        ("main.cc (the template application) defines it",
+         "main tensor_arena QuantizeToInt8 Milli"),
+        ("main.cc or op_resolver.h has a local variable or parameter of that name (TFLM "
+         "builds with -Wshadow -Werror; main.cc's `model` also hides the array from "
+         "tflite::GetModel)",
+         "model resolver interpreter input output value i best best_score score scaled "
+         "rounded q scale zero_point added status"),
+        ("model_settings.h declares it",
+         "kTensorArenaSize kTensorArenaMinimum kTensorArenaBudget kInputCount kOutputCount"),
+        ("op_resolver.h declares it", "OpResolver RegisterOps"),
+        ("it is TFLM's namespace, which every generated file uses", "tflite"),
+        ("it is the C++ standard library's namespace", "std"),
+        ("it is the namespace of the FlatBuffers library that TFLM's schema header includes",
+         "flatbuffers"),
+        ("TFLM declares it in the global namespace and main.cc uses it", "MicroPrintf"),
+        ("TFLM's Makefile defines it as a macro (OPTIMIZED_KERNEL_DIR=cmsis_nn)", "CMSIS_NN"),
+        ("<cstddef>, which main.cc includes, declares it",
+         "size_t ptrdiff_t max_align_t nullptr_t NULL offsetof"),
+):
+    RESERVED_NAMES.update(dict.fromkeys(_names.split(), _where))
+_RESERVED_PATTERNS = (
+    (re.compile(r"k(Input|Output)\d+(Dims|Elements|Bytes|Scale|ZeroPoint)\Z"),
+     "model_settings.h declares names of this form, one set per input and output"),
+    (re.compile(r"(k?TfLite|TFLITE_|TF_LITE_)"),
+     "TFLM's C API declares names starting with TfLite, kTfLite, TFLITE_ and TF_LITE_ in the "
+     "global namespace"),
+    (re.compile(r"u?int(_least|_fast)?\d+_t\Z|u?int(ptr|max)_t\Z"),
+     "<cstdint>, which the generated files include, declares it"),
+    (re.compile(r"U?INT(_LEAST|_FAST)?(\d+|PTR|MAX)_(MIN|MAX|C)\Z"
+                r"|(SIZE|PTRDIFF|SIG_ATOMIC|WCHAR|WINT)_(MIN|MAX)\Z"),
+     "<cstdint> defines it as a macro"),
+)
+
+
+def reserved_by(name):
+    """Where the generated files or main.cc declare or use `name` (None when they do not)."""
+    if name in RESERVED_NAMES:
+        return RESERVED_NAMES[name]
+    for pattern, where in _RESERVED_PATTERNS:
+        if pattern.match(name):
+            return where
+    return None
+
+
+def check_symbol(name, argument="symbol"):
+    """`check_identifier`, and raises ValueError when `name`, or the `<name>_len` that
+    `to_c_source` declares next to it, is a name the generated files or main.cc declare or
+    use (`RESERVED_NAMES`): the files would not compile."""
+    check_identifier(name, argument)
+    for candidate in (name, name + "_len"):
+        where = reserved_by(candidate)
+        if where is not None:
+            what = (f"{name!r}:" if candidate == name else
+                    f"{name!r}: its length constant would be {candidate!r}, and")
+            raise ValueError(
+                f"`{argument}` must not be {what} {where}, so the generated files would not "
+                f"compile. Choose another name, e.g. 'g_model'. Received: {argument}={name!r}")
     return name
 
 
@@ -87,6 +154,12 @@ def namespace_parts(namespace, argument="namespace"):
                 f"`{argument}` must be C identifiers joined by '::', e.g. 'tfedge' or 'app::ml'; "
                 f"{reason}, and part {part!r} is not. Received: {argument}={namespace!r}"
             ) from None
+        where = reserved_by(part)
+        if where is not None:
+            raise ValueError(
+                f"`{argument}` must not use the name {part!r}: {where}, so the generated files "
+                f"would not compile. Choose another name, e.g. 'app::ml'. "
+                f"Received: {argument}={namespace!r}")
     return parts
 
 
@@ -131,9 +204,10 @@ def to_c_source(data, *, symbol="g_model", header_name="model_data.h", alignment
     `namespace` ("a" or nested "a::b") wraps both declarations in C++ namespaces; `section`
     (e.g. ".rodata.model") puts the array in that linker section, so a linker script can
     place the model in a given flash region. `header_name` is the plain file name the `.cc`
-    includes.
+    includes. `symbol` and the namespace's parts must not be names the generated files or
+    main.cc declare or use (`check_symbol`, `RESERVED_NAMES`).
     """
-    check_identifier(symbol)
+    check_symbol(symbol)
     if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment < 1 \
             or alignment & (alignment - 1):
         raise ValueError(f"`alignment` must be a power of two, e.g. 16 (what TFLM needs). "

@@ -16,34 +16,72 @@
   (`templates/main.cc`).
 
 Everything is checked before the arena is measured (the slow part, a TFLM subprocess), and
-nothing is written until every file is made. The same model and options give the same text.
-`tfedge export-c` is the command-line face of `export`.
+nothing is written until every file is made. The checks include `tfedge lint`'s
+(`tfedge.converters.lint.lint` for `target`): an op lint calls a blocker stops the export
+with a `BlockerError` listing each one with its fix, unless `allow_blockers=True`, which
+exports anyway with a `BlockerWarning` (and registers those ops with TFLM's default kernel,
+never an int8-only one). The same model and options give the same text. Strings from the
+model (tensor names) reach the files only through `c_text.comment`. `tfedge export-c` is the
+command-line face of `export`.
 """
 
 import dataclasses
 import importlib.resources
 import math
-import os
 import re
 import string
+import warnings
 
 from tfedge import _io
-from tfedge.converters import c_array, op_resolver, tflite_reader, tflm
+from tfedge.converters import c_array, c_text, lint, op_resolver, tflite_reader, tflm
 
 RESOLVER_HEADER = "op_resolver.h"
 SETTINGS_HEADER = "model_settings.h"
 TEMPLATE = "main.cc"
+# The lint target export checks against by default: the same as `tfedge lint`'s, a Cortex-M4
+# build of TFLM with CMSIS-NN (what --int8_kernels' Register_*_INT8 kernels are for).
+DEFAULT_TARGET = "cortex-m4"
+
+
+class BlockerError(ValueError):
+    """`tfedge lint` finds ops that TFLM cannot run as exported: `findings` (the blocker
+    `lint.Finding`s) and the lint `target`."""
+
+    def __init__(self, findings, target):
+        self.findings, self.target = tuple(findings), target
+        super().__init__(
+            f"{blocker_summary(self.findings, target)}: fix the model, or pass "
+            "allow_blockers=True to export anyway:\n" + "\n".join(blocker_lines(self.findings)))
+
+
+class BlockerWarning(UserWarning):
+    """`export(..., allow_blockers=True)` exported a model with ops `tfedge lint` calls
+    blockers."""
+
+
+def blocker_summary(findings, target):
+    """One line: how many ops `tfedge lint` calls blockers on `target`."""
+    count = len(findings)
+    return (f"tfedge lint finds {count} blocker{'s' if count != 1 else ''} for {target} "
+            f"(TFLM would not run {'these ops' if count != 1 else 'this op'} as exported)")
+
+
+def blocker_lines(findings):
+    """One line per blocker finding: the op, where it is, why (lint's reason) and lint's fix."""
+    return [f"  op #{f.index} {f.op} (subgraph 0): {f.reason}; fix: {f.fix}" for f in findings]
 
 
 @dataclasses.dataclass(frozen=True)
 class Firmware:
     """What `export` made: `files` ({file name: text}, in writing order), the resolver's
-    `registrations` (`op_resolver.Registration`s) and the `arena` (`tflm.ArenaReport`, or None
-    when it was not measured)."""
+    `registrations` (`op_resolver.Registration`s), the `arena` (`tflm.ArenaReport`, or None
+    when it was not measured) and the `blockers` exported anyway (`lint.Finding`s; empty unless
+    `allow_blockers=True` let some through)."""
 
     files: dict
     registrations: tuple
     arena: object = None
+    blockers: tuple = ()
 
     @property
     def int8_kernel_ops(self):
@@ -51,16 +89,13 @@ class Firmware:
         return [r.op for r in self.registrations if r.kernel]
 
     def save(self, directory):
-        """Writes every file into `directory` (created if needed), each atomically.
+        """Writes every file into `directory` (created if needed), all or none: on any
+        failure (a full disk, ...) the folder keeps exactly its old files
+        (`_io.write_files_atomic`).
 
         Returns {file name: path}.
         """
-        _io.ensure_dir(directory)
-        paths = {}
-        for name, text in self.files.items():
-            paths[name] = os.path.join(os.fspath(directory), name)
-            _io.write_atomic(paths[name], text)
-        return paths
+        return _io.write_files_atomic(directory, self.files)
 
 
 def _float_literal(value, what):
@@ -70,12 +105,6 @@ def _float_literal(value, what):
     if not re.search(r"[.e]", text):
         text += ".0"
     return text + "f"
-
-
-def _comment_text(name):
-    """A tensor name made safe for a // comment: printable ASCII, at most 60 characters."""
-    text = "".join(c if " " <= c <= "~" else "?" for c in name)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _tensor_lines(kind, index, tensor):
@@ -93,7 +122,7 @@ def _tensor_lines(kind, index, tensor):
     else:
         scale, zero_point, meaning = 0.0, 0, "not quantized: scale and zero point are 0"
     return [
-        f'// {kind} {index} "{_comment_text(tensor.name)}": {tensor.type_name.lower()} '
+        f'// {kind} {index} "{c_text.comment(tensor.name)}": {tensor.type_name.lower()} '
         f"[{shape}]; {meaning}.",
         f"constexpr int {prefix}Dims[] = {{{shape}}};",
         f"constexpr int {prefix}Elements = {elements};",
@@ -172,7 +201,7 @@ def main_source(*, symbol="g_model", namespace=None, header_name="model_data.h",
 
 def export(tflite_bytes, *, symbol="g_model", namespace=None, section=None, alignment=16,
            header_name="model_data.h", int8_kernels=False, arena=True, ram_budget=None,
-           template=False, timeout=120):
+           template=False, timeout=120, target=DEFAULT_TARGET, allow_blockers=False):
     """Makes the firmware files of a `.tflite` (see the module docstring); returns a `Firmware`.
 
     `symbol`, `namespace`, `section`, `alignment`, `header_name`: the C array
@@ -180,13 +209,25 @@ def export(tflite_bytes, *, symbol="g_model", namespace=None, section=None, alig
     int8-only kernels where the model is int8 (`op_resolver`). `arena`: measure the tensor arena
     with the TFLM host interpreter; `ram_budget` (bytes, needs `arena`): raise
     `tflm.ArenaBudgetError` when even the minimum arena exceeds it. `template`: add `main.cc`.
+    `target`: the chip the firmware's TFLM build is for, as `tfedge lint` takes it
+    (`lint.TARGETS`; default "cortex-m4", the same as `tfedge lint`'s: TFLM with CMSIS-NN;
+    "generic" is TFLM without CMSIS-NN). `allow_blockers`: export even when lint finds ops
+    TFLM cannot run on `target` (a `BlockerWarning` lists them, `Firmware.blockers` holds
+    them, and they are registered with TFLM's default kernel, not an int8-only one).
 
     Raises TFLiteFormatError for bytes that are no `.tflite`, ValueError for a bad option,
-    op_resolver.UnsupportedOpError for an op TFLM cannot register, tflm.TFLMError when TFLM
-    cannot run the model, all before anything is written.
+    op_resolver.UnsupportedOpError for an op TFLM cannot register, `BlockerError` (a
+    ValueError) for lint's blockers, tflm.TFLMError when TFLM cannot run the model, all before
+    anything is written; every check runs before the arena is measured.
     """
     if not isinstance(arena, bool):
         raise ValueError(f"`arena` must be True (measure it) or False. Received: arena={arena!r}")
+    if not isinstance(allow_blockers, bool):
+        raise ValueError("`allow_blockers` must be True (export despite lint's blockers) or "
+                         f"False. Received: allow_blockers={allow_blockers!r}")
+    if target not in lint.TARGETS:
+        raise ValueError(f"`target` must be one of {', '.join(map(repr, lint.TARGETS))}, the "
+                         f"chip whose TFLM build the files are for. Received: target={target!r}")
     if ram_budget is not None and not arena:
         raise ValueError("`ram_budget` needs the arena measured (arena=True): there is nothing "
                          f"to check it against. Received: arena=False, ram_budget={ram_budget!r}")
@@ -203,11 +244,25 @@ def export(tflite_bytes, *, symbol="g_model", namespace=None, section=None, alig
     cc_text, h_text = c_array.to_c_source(tflite_bytes, symbol=symbol, header_name=header_name,
                                           alignment=alignment, namespace=namespace,
                                           section=section)
+    op_resolver.registrations(tflite_bytes)  # UnsupportedOpError names the op TFLM lacks
+    settings_source(tflite_bytes, None, namespace=namespace)  # its checks, before the slow part
+    blockers = lint.lint(tflite_bytes, target=target).blockers
+    if blockers and not allow_blockers:
+        raise BlockerError(blockers, target)
+    if blockers:
+        warnings.warn(BlockerWarning(
+            f"{blocker_summary(blockers, target)}; exported anyway (allow_blockers=True), "
+            "with TFLM's default kernel for these ops:\n" + "\n".join(blocker_lines(blockers))),
+            stacklevel=2)
+    # An op lint calls a blocker never gets an int8-only kernel (e.g. a 5-D TRANSPOSE, which
+    # CMSIS-NN's int8 TRANSPOSE refuses).
+    default_kernels = sorted({f.op for f in blockers})
     resolver_text = op_resolver.op_resolver_source(tflite_bytes, int8_kernels=int8_kernels,
                                                    namespace=namespace,
-                                                   header_name=RESOLVER_HEADER)
-    registrations = tuple(op_resolver.registrations(tflite_bytes, int8_kernels=int8_kernels))
-    settings_source(tflite_bytes, None, namespace=namespace)  # its checks, before the slow part
+                                                   header_name=RESOLVER_HEADER,
+                                                   default_kernels=default_kernels)
+    registrations = tuple(op_resolver.registrations(tflite_bytes, int8_kernels=int8_kernels,
+                                                    default_kernels=default_kernels))
     report = tflm.arena_report(tflite_bytes, ram_budget=ram_budget, timeout=timeout) \
         if arena else None
     files = {cc_name: cc_text, header_name: h_text, RESOLVER_HEADER: resolver_text,
@@ -215,4 +270,5 @@ def export(tflite_bytes, *, symbol="g_model", namespace=None, section=None, alig
     if template:
         files[TEMPLATE] = main_source(symbol=symbol, namespace=namespace,
                                       header_name=header_name)
-    return Firmware(files=files, registrations=registrations, arena=report)
+    return Firmware(files=files, registrations=registrations, arena=report,
+                    blockers=tuple(blockers))

@@ -38,7 +38,7 @@ used here.
 import collections
 import dataclasses
 
-from tfedge.converters import c_array, tflite_reader
+from tfedge.converters import c_array, c_text, tflite_reader
 
 # TFLite builtin op -> MicroMutableOpResolver method, as spelled in TFLM's
 # tensorflow/lite/micro/micro_mutable_op_resolver.h. AddDynamicUpdateSlice and AddReduceAll are
@@ -244,12 +244,18 @@ def _int8_everywhere(uses, kernel):
     return True
 
 
-def registrations(tflite_bytes, *, int8_kernels=False):
+def registrations(tflite_bytes, *, int8_kernels=False, default_kernels=()):
     """The model's distinct ops as `Registration`s, in alphabetical order of op name.
 
-    Ops of every subgraph count (IF/WHILE bodies too). Raises `UnsupportedOpError` naming each
-    op TFLM's resolver cannot register, and `TFLiteFormatError` for bytes that are no `.tflite`.
+    Ops of every subgraph count (IF/WHILE bodies too). `default_kernels`: op names registered
+    with TFLM's default kernel even where `int8_kernels` would pick an int8-only one (e.g. an
+    op `tfedge lint` says that kernel cannot run). Raises `UnsupportedOpError` naming each op
+    TFLM's resolver cannot register, and `TFLiteFormatError` for bytes that are no `.tflite`.
     """
+    if isinstance(default_kernels, (str, bytes)):
+        raise ValueError("`default_kernels` must be a collection of op names, e.g. "
+                         f"('TRANSPOSE',). Received: default_kernels={default_kernels!r}")
+    default_kernels = frozenset(default_kernels)
     model = tflite_reader.read_tflite(tflite_bytes)
     uses = collections.defaultdict(list)  # (custom?, name) -> [(subgraph, op)]
     for subgraph in model.subgraphs:
@@ -276,7 +282,8 @@ def registrations(tflite_bytes, *, int8_kernels=False):
     result = []
     for (custom, name), where in sorted(uses.items(), key=lambda item: item[0][1]):
         method = (CUSTOM_ADD_METHODS if custom else ADD_METHODS)[name]
-        kernel = None if custom or not int8_kernels else INT8_KERNELS.get(name)
+        kernel = (None if custom or not int8_kernels or name in default_kernels
+                  else INT8_KERNELS.get(name))
         if kernel is not None and _int8_everywhere(where, kernel):
             result.append(Registration(name, method, len(where), kernel.registration,
                                        kernel.header))
@@ -286,12 +293,15 @@ def registrations(tflite_bytes, *, int8_kernels=False):
 
 
 def op_resolver_source(tflite_bytes, *, int8_kernels=False, name="OpResolver",
-                       function="RegisterOps", header_name="op_resolver.h", namespace=None):
+                       function="RegisterOps", header_name="op_resolver.h", namespace=None,
+                       default_kernels=()):
     """Returns the text of `op_resolver.h` for the model (see the module docstring).
 
     `name` is the resolver type alias, `function` the registering function, `namespace`
     ("a" or "a::b") the C++ namespace around both, `header_name` the file name the include
-    guard is made from. Deterministic: the same model and options give the same text.
+    guard is made from, `default_kernels` as in `registrations`. Deterministic: the same model
+    and options give the same text. Op names from the model reach the text only through
+    `c_text.comment`.
     """
     c_array.check_identifier(name, "name")
     c_array.check_identifier(function, "function")
@@ -300,7 +310,12 @@ def op_resolver_source(tflite_bytes, *, int8_kernels=False, name="OpResolver",
                          f"function). Received: name={name!r}, function={function!r}")
     c_array.check_header_name(header_name)
     parts = c_array.namespace_parts(namespace)
-    entries = registrations(tflite_bytes, int8_kernels=int8_kernels)
+    entries = registrations(tflite_bytes, int8_kernels=int8_kernels,
+                            default_kernels=default_kernels)
+    if not entries:
+        raise ValueError("the model has no operators, so there is nothing for TFLM to run (and "
+                         "a MicroMutableOpResolver<0> does not compile); the file is damaged or "
+                         "empty: convert the model again")
     guard = c_array.include_guard(header_name)
     headers = sorted({e.header for e in entries if e.header})
     lines = [
@@ -319,8 +334,8 @@ def op_resolver_source(tflite_bytes, *, int8_kernels=False, name="OpResolver",
     text = "\n".join(lines) + "\n\n" + c_array.open_namespace(parts)
     calls = [f"resolver.{e.call}," for e in entries]
     width = max(len(c) for c in calls)
-    notes = [f"{e.op}{' (custom)' if e.custom else ''}, {e.count} use{'s' if e.count > 1 else ''}"
-             for e in entries]
+    notes = [f"{c_text.comment(e.op)}{' (custom)' if e.custom else ''}, "
+             f"{e.count} use{'s' if e.count > 1 else ''}" for e in entries]
     body = [
         f"using {name} = tflite::MicroMutableOpResolver<{len(entries)}>;",
         "",

@@ -19,7 +19,6 @@ the first stage, so a mistake costs seconds, not a training run.
 import collections
 import dataclasses
 import math
-import os
 import time
 import warnings
 
@@ -79,16 +78,15 @@ class CompressResult:
     model: object = dataclasses.field(repr=False, default=None)
 
     def save(self, directory, *, symbol="g_model"):
-        """Writes the artifacts (`ARTIFACTS`) into `directory`, each atomically: the model, the
-        firmware files `tfedge export-c` makes (C array, op resolver with the int8 kernels,
-        arena size) and the report.
+        """Writes the artifacts (`ARTIFACTS`) into `directory`, all or none
+        (`_io.write_files_atomic`): the model, the firmware files `tfedge export-c` makes (C
+        array, op resolver with the int8 kernels, arena size) and the report.
 
         Returns {file name: path}.
         """
         from tfedge.converters import firmware, op_resolver
 
-        c_array.check_identifier(symbol)
-        _io.ensure_dir(directory)
+        c_array.check_symbol(symbol)
         cc_text, h_text = c_array.to_c_source(self.tflite, symbol=symbol,
                                               header_name="model_data.h")
         # The arena compress measured, with export-c's margin (None: not measured, 0 in the
@@ -101,11 +99,7 @@ class CompressResult:
             firmware.settings_source(self.tflite, arena),
             report.to_json(self.metrics), report.markdown(self.metrics),
             report.chart_png(self.metrics))))
-        paths = {}
-        for name, data in contents.items():
-            paths[name] = os.path.join(os.fspath(directory), name)
-            _io.write_atomic(paths[name], data)
-        return paths
+        return _io.write_files_atomic(directory, contents)
 
 
 # ---------------------------------------------------------------------------------------------

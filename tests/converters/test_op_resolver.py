@@ -666,8 +666,10 @@ size_t MicroInterpreter::arena_used_bytes() const { return STUB_IN + STUB_OUT + 
 
 
 def write_app(tmp_path, model, arena, namespace=None, symbol="g_model"):
-    fw = firmware.export(model, arena=False, template=True, namespace=namespace, symbol=symbol,
-                         int8_kernels=True)
+    # The classifier's float HARD_SWISH is a lint blocker, there on purpose.
+    with pytest.warns(firmware.BlockerWarning, match="op #1 HARD_SWISH"):
+        fw = firmware.export(model, arena=False, template=True, namespace=namespace,
+                             symbol=symbol, int8_kernels=True, allow_blockers=True)
     for name, text in fw.files.items():
         (tmp_path / name).write_text(text)
     (tmp_path / "model_settings.h").write_text(
@@ -844,7 +846,9 @@ def fake_arena(monkeypatch):
 
 
 def test_export_makes_every_file_and_measures_the_arena_once(classifier, fake_arena, tmp_path):
-    fw = firmware.export(classifier, int8_kernels=True, ram_budget=8192, template=True)
+    with pytest.warns(firmware.BlockerWarning):  # the float HARD_SWISH
+        fw = firmware.export(classifier, int8_kernels=True, ram_budget=8192, template=True,
+                             allow_blockers=True)
     assert fake_arena == [8192]
     assert list(fw.files) == ["model_data.cc", "model_data.h", "op_resolver.h",
                               "model_settings.h", "main.cc"]
@@ -859,7 +863,9 @@ def test_export_makes_every_file_and_measures_the_arena_once(classifier, fake_ar
     for name, path in paths.items():
         assert open(path).read() == fw.files[name]
     assert sorted(os.listdir(tmp_path / "out")) == sorted(fw.files)  # no temporary files left
-    again = firmware.export(classifier, int8_kernels=True, ram_budget=8192, template=True)
+    with pytest.warns(firmware.BlockerWarning):
+        again = firmware.export(classifier, int8_kernels=True, ram_budget=8192, template=True,
+                                allow_blockers=True)
     assert again.files == fw.files  # deterministic
 
 
@@ -894,5 +900,6 @@ def test_export_refuses_bad_models_before_measuring(fake_arena):
 
 
 def test_export_over_budget_raises_the_arena_error(classifier, fake_arena):
-    with pytest.raises(tflm.ArenaBudgetError, match="needs at least 4,096 bytes"):
-        firmware.export(classifier, ram_budget=2048)
+    with pytest.raises(tflm.ArenaBudgetError, match="needs at least 4,096 bytes"), \
+            pytest.warns(firmware.BlockerWarning):
+        firmware.export(classifier, ram_budget=2048, allow_blockers=True)

@@ -11,19 +11,29 @@ out/report.md and out/accuracy_vs_size.png and prints a summary. Without --prune
 default --quantize=ptq it only converts to full int8. --prune_channels=0.5 instead removes
 whole channels until half the MACs are gone (a smaller model, not a sparse one). Flags can
 also come from a file: --flagfile=run.flags.
+
+One run at a time per --output_dir: a run holds a lock on the folder (an flock on
+<output_dir>/.tfedge.lock) until it ends, and a second run into the same folder stops at once,
+naming the process that holds it.
 """
 
 import sys
 
 from absl import app, flags
 
-from tfedge import data, models
+from tfedge import _io, data, models
 from tfedge.converters import c_array
+
+# The smallest --input_size, the same as `tfedge train`'s (tfedge/runs.py `_validate`, which
+# does not expose it: keep the two in step). Every zoo factory builds down to 1x1 inputs
+# (padding "same" everywhere), so the limit is the data's, not the models': the embedded
+# digits are 8x8 and smaller inputs train to chance.
+MIN_INPUT_SIZE = 8
 
 _MODEL = flags.DEFINE_enum("model", "mobilenet_v2", models.names(), "Model factory to build.")
 _WIDTH = flags.DEFINE_float("width", 0.35, "Channel multiplier of the model.", lower_bound=0.01)
-_INPUT_SIZE = flags.DEFINE_integer("input_size", 32, "Input height and width in pixels.",
-                                   lower_bound=1)
+_INPUT_SIZE = flags.DEFINE_integer("input_size", 32, "Input height and width in pixels, at "
+                                   f"least {MIN_INPUT_SIZE}.")
 _CHANNELS = flags.DEFINE_enum("channels", "1", ["1", "3"], "Input channels.")
 _DATASET = flags.DEFINE_enum("dataset", "digits", data.DATASETS,
                              "digits: scikit-learn's 8x8 digits, embedded. mnist: IDX files, "
@@ -72,19 +82,33 @@ _CALIBRATION = flags.DEFINE_integer("calibration_samples", 200,
                                     lower_bound=1)
 _TFLM_INPUTS = flags.DEFINE_integer("tflm_inputs", 20, "Random inputs on which TFLM must match "
                                     "LiteRT's reference kernels exactly.", lower_bound=1)
-_SYMBOL = flags.DEFINE_string("symbol", "g_model", "C symbol of the model array.")
+_SYMBOL = flags.DEFINE_string("symbol", "g_model", "C symbol of the model array; not a name "
+                              "the generated files use (main, kTensorArenaSize, OpResolver, "
+                              "tflite, ...: c_array.RESERVED_NAMES).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the artifacts.", required=True)
 
 
 def _valid_symbol(value):
     try:
-        c_array.check_identifier(value)
+        c_array.check_symbol(value)
     except ValueError as exc:
         raise flags.ValidationError(str(exc))
     return True
 
 
+def _valid_input_size(values):
+    size = values["input_size"]
+    if size is None or size < MIN_INPUT_SIZE:
+        raise flags.ValidationError(
+            f"--input_size={size} is below {MIN_INPUT_SIZE}, the smallest input tfedge compress "
+            f"and tfedge train take (for {values['model']} as for every model): smaller images "
+            "lose what tells the classes apart, and training ends at chance. Use "
+            f"--input_size={MIN_INPUT_SIZE} or more (32 is the default)")
+    return True
+
+
 flags.register_validator("symbol", _valid_symbol)
+flags.register_multi_flags_validator(["input_size", "model"], _valid_input_size)
 flags.register_multi_flags_validator(
     ["epochs", "weights"], lambda f: f["epochs"] > 0 or f["weights"] is not None,
     message="--epochs=0 needs --weights=FILE: there would be no trained model to compress")
@@ -114,6 +138,23 @@ flags.register_multi_flags_validator(["dataset", "data_dir", "tfds_name"], _data
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected argument(s): {' '.join(argv[1:])}")
+    lock = _io.FolderLock(_OUTPUT_DIR.value)
+    try:
+        lock.acquire()
+    except _io.FolderLockedError as exc:
+        holder = f"process {exc.pid}" if exc.pid is not None else "another process"
+        sys.exit(f"tfedge compress: error: --output_dir={exc.path} is in use by {holder}, "
+                 f"another run writing there (it holds {exc.lock_file}); wait for it to end, "
+                 "or choose another --output_dir")
+    except (ValueError, OSError) as exc:
+        sys.exit(f"tfedge compress: error: cannot use --output_dir={_OUTPUT_DIR.value}: {exc}")
+    try:
+        _compress()
+    finally:
+        lock.release()
+
+
+def _compress():
     from absl import logging
 
     from tfedge import pipeline, pruning, training
@@ -148,6 +189,8 @@ def main(argv):
             calibration_samples=_CALIBRATION.value, tflm_inputs=_TFLM_INPUTS.value,
             seed=_SEED.value, verbose=1 if prune or quantize == "qat" else 0)
         paths = result.save(_OUTPUT_DIR.value, symbol=_SYMBOL.value)
+    except BrokenPipeError:
+        raise  # the reader of the output went away: `tfedge` ends quietly (exit 141)
     except (ValueError, OSError, tflite.ConversionError, tflm.TFLMError) as exc:
         sys.exit(f"tfedge compress: error: {exc}")
     from tfedge import report

@@ -15,17 +15,26 @@ margin, and the input/output shapes and quantization) and, with --template,
 firmware/main.cc (a minimal TFLM application using them). It fails, writing nothing, when
 the arena exceeds --ram_budget bytes or TFLM cannot run the model. --noarena skips the
 measurement. BUILD.md says where the files go in a TFLM project.
+
+Before anything slow, it runs `tfedge lint`'s checks for --target (default cortex-m4, the same
+as `tfedge lint`'s: a TFLM build with CMSIS-NN; --target=generic for TFLM without it) and
+refuses a model with blockers, listing each op, why and the fix; --allow_blockers exports it
+anyway with a warning on stderr, registering those ops with TFLM's default kernels.
 """
 
 import sys
+import warnings
 
 from absl import flags
 
 from tfedge.converters import c_array
+from tfedge.converters import lint as lint_lib
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the generated files.",
                                   required=True)
-_SYMBOL = flags.DEFINE_string("symbol", "g_model", "C symbol of the model array.")
+_SYMBOL = flags.DEFINE_string("symbol", "g_model", "C symbol of the model array; not a name "
+                              "the generated files use (main, kTensorArenaSize, OpResolver, "
+                              "tflite, ...: c_array.RESERVED_NAMES).")
 _NAMESPACE = flags.DEFINE_string("namespace", None, "C++ namespace of every generated "
                                  "declaration, e.g. app or app::ml; none by default.")
 _SECTION = flags.DEFINE_string("section", None, "Linker section of the model array, e.g. "
@@ -43,6 +52,13 @@ _RAM_BUDGET = flags.DEFINE_integer("ram_budget", None, "RAM for the tensor arena
                                    "an error if the arena needs more.", lower_bound=1)
 _TEMPLATE = flags.DEFINE_boolean("template", False, "Also write main.cc, a minimal TFLM "
                                  "application.")
+_TARGET = flags.DEFINE_enum("target", "cortex-m4", list(lint_lib.TARGETS),
+                            "Chip whose TFLM build the files are for, checked as `tfedge lint "
+                            "--target` does (default cortex-m4, the same as tfedge lint's: "
+                            "TFLM with CMSIS-NN; generic: TFLM without CMSIS-NN).")
+_ALLOW_BLOCKERS = flags.DEFINE_boolean("allow_blockers", False, "Export even when tfedge lint "
+                                       "finds ops TFLM cannot run on --target (listed on "
+                                       "stderr; they get TFLM's default kernels).")
 
 
 def _validator(check):
@@ -56,7 +72,7 @@ def _validator(check):
     return validate
 
 
-flags.register_validator("symbol", _validator(c_array.check_identifier))
+flags.register_validator("symbol", _validator(c_array.check_symbol))
 flags.register_validator("namespace", _validator(c_array.namespace_parts))
 flags.register_validator("section", _validator(c_array.check_section))
 flags.register_validator("header_name", _validator(c_array.check_header_name))
@@ -88,14 +104,34 @@ def main(argv):
     except tflite_reader.TFLiteFormatError as exc:
         sys.exit(f"{error} {path!r} is not a .tflite model: {exc}")
     try:
-        fw = firmware.export(
-            model, symbol=_SYMBOL.value, namespace=_NAMESPACE.value, section=_SECTION.value,
-            alignment=_ALIGNMENT.value, header_name=_HEADER_NAME.value,
-            int8_kernels=_INT8_KERNELS.value, arena=_ARENA.value, ram_budget=_RAM_BUDGET.value,
-            template=_TEMPLATE.value)
-        paths = fw.save(_OUTPUT_DIR.value)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", firmware.BlockerWarning)  # said below, in full
+            fw = firmware.export(
+                model, symbol=_SYMBOL.value, namespace=_NAMESPACE.value, section=_SECTION.value,
+                alignment=_ALIGNMENT.value, header_name=_HEADER_NAME.value,
+                int8_kernels=_INT8_KERNELS.value, arena=_ARENA.value,
+                ram_budget=_RAM_BUDGET.value, template=_TEMPLATE.value, target=_TARGET.value,
+                allow_blockers=_ALLOW_BLOCKERS.value)
+    except firmware.BlockerError as exc:
+        sys.exit(f"{error} {firmware.blocker_summary(exc.findings, exc.target)}: fix the model "
+                 "(each fix below), pass the --target you build for, or --allow_blockers to "
+                 "export anyway; nothing written\n"
+                 + "\n".join(firmware.blocker_lines(exc.findings)))
     except (ValueError, OSError, op_resolver.UnsupportedOpError, tflm.TFLMError) as exc:
         sys.exit(f"{error} {exc}")
+    try:
+        paths = fw.save(_OUTPUT_DIR.value)
+    except OSError as exc:
+        if not exc.strerror:  # _io's own errors name the path and the fix
+            sys.exit(f"{error} {exc}")
+        sys.exit(f"{error} cannot write the files into --output_dir={_OUTPUT_DIR.value}: "
+                 f"{exc.strerror}; the folder keeps the files it had (all or none are "
+                 "written). Free space or choose another folder")
+    if fw.blockers:
+        print(f"tfedge export-c: warning: {firmware.blocker_summary(fw.blockers, _TARGET.value)}"
+              "; exported anyway (--allow_blockers), with TFLM's default kernel for "
+              f"{'these ops' if len(fw.blockers) > 1 else 'this op'}:\n"
+              + "\n".join(firmware.blocker_lines(fw.blockers)), file=sys.stderr)
     for path in paths.values():
         print(f"wrote {path}")
     ops = [r.op for r in fw.registrations]

@@ -13,7 +13,8 @@ to FILE (atomically) and prints one summary line.
 
 Exit status: 0 when no op is a blocker, 1 when some op is a blocker, 2 when the model could
 not be linted (a bad path or file, bad flags; the message on stderr starts with
-"tfedge lint: error:"), so that a build script can tell a model to fix from a call to fix.
+"tfedge lint: error:"), so that a build script can tell a model to fix from a call to fix;
+141 (128 + SIGPIPE) when the reader of the output went away early (`... | head -1`).
 """
 
 import os
