@@ -16,6 +16,17 @@ atomically after it, so a crash at any moment leaves the previous checkpoint who
 after a `kill -9` in the middle of epoch k restarts epoch k from the checkpoint of epoch k-1 and
 ends with the same weights, bit for bit, as a run that never stopped.
 
+A resume trusts nothing it reads back. config.json must be the run's settings (every field,
+each of its type, accepted by RunConfig); the settings of the resumed run must equal them,
+except RESUME_MAY_DIFFER (output_dir, resume, strategy, tensorboard, verbose), and
+config.json is never rewritten. latest.json must name a checkpoint folder inside the
+checkpoints folder; when it cannot be used, the folders are scanned instead. Every candidate
+checkpoint is read back whole (state.json, every tensor, their checksums) before it is used,
+newest first: a damaged one is skipped with a warning, and the restore must fit the model
+exactly. A checkpoint records the global batch it was trained with, so that a change of
+strategy that changes the number of replicas is refused. Each of these ends in a RunError
+whose one line names the file or the settings and the fix.
+
 Scale-out goes through `tf.distribute` only: "default" (one device), "mirrored" (the local
 devices), "multi_worker" (`MultiWorkerMirroredStrategy`, the cluster from TF_CONFIG; the chief,
 worker 0, writes the checkpoints and artifacts, the others write theirs to a temporary folder as
@@ -24,9 +35,12 @@ TensorFlow requires) and "tpu" (`TPUStrategy`).
 
 import dataclasses
 import json
+import logging
 import math
 import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 
@@ -41,6 +55,8 @@ QUANTIZE = ("ptq", "qat", "int16x8", "dynamic", "float16", "none")
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
 KEEP_CHECKPOINTS = 2
+
+_log = logging.getLogger(__name__)
 
 
 class RunError(RuntimeError):
@@ -270,6 +286,142 @@ def epoch_dataset(splits, config, epoch, global_batch):
 
 
 # ---------------------------------------------------------------------------------------------
+# The run's files. Every byte of them is untrusted when a run resumes: each is read through
+# `_read_json` (a regular file, at most `limit` bytes, JSON without NaN) and checked.
+
+CONFIG = "config.json"
+HISTORY = "history.json"
+STATE = "state.json"
+# Settings that may differ when a run resumes: where and how it runs and what it prints, never
+# what it computes or writes. `strategy` may change as long as the global batch (batch_size x
+# replicas in sync, recorded in every checkpoint) stays the same.
+RESUME_MAY_DIFFER = ("output_dir", "resume", "strategy", "tensorboard", "verbose")
+_FOLDER = re.compile(r"epoch-(\d{4,9})")
+_JSON_LIMIT = 1 << 20
+_STATE_LIMIT = 64 << 20  # a state.json holds the run's history: ~200 bytes an epoch
+
+
+class _Bad(Exception):
+    """Why a file of the run cannot be used: `file` (its path) and `reason`."""
+
+    def __init__(self, file, reason):
+        super().__init__(f"{file}: {reason}")
+        self.file, self.reason = file, reason
+
+
+def _first_line(exc, limit=300):
+    text = str(getattr(exc, "message", None) or exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _read_json(path, limit=_JSON_LIMIT):
+    """The JSON value in `path`; _Bad when it is not a readable regular file of at most `limit`
+    bytes holding strict JSON (a FIFO or a device would hang or never end: refused)."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise _Bad(path, "it is not a regular file")
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as exc:
+        raise _Bad(path, f"it cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise _Bad(path, f"it holds more than {limit} bytes, more than tfedge writes there")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise _Bad(path, f"it is not JSON ({_first_line(exc)})") from None
+
+
+def _folder_name(epoch):
+    return f"epoch-{epoch:04d}"
+
+
+def _folder_epoch(name):
+    """The epoch of a checkpoint folder's name (exactly as `_folder_name` writes it), or None."""
+    match = _FOLDER.fullmatch(name) if isinstance(name, str) else None
+    if match is None or int(match.group(1)) < 1 or _folder_name(int(match.group(1))) != name:
+        return None
+    return int(match.group(1))
+
+
+def _is_int(value, minimum):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_field(field, value):
+    """None when `value` has the type of the RunConfig field `field`, else what is wrong."""
+    if value is None and field.default is None:
+        return None
+    kind = field.type
+    ok = (isinstance(value, bool) if kind is bool else
+          _is_int(value, -2 ** 63) if kind is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
+          isinstance(value, str))
+    return None if ok else f"`{field.name}` is {value!r}, not {kind.__name__}" + (
+        " or null" if field.default is None else "")
+
+
+def read_config(output_dir):
+    """The settings in OUTPUT_DIR/config.json, a dict of every RunConfig field, or None when
+    the file does not exist. RunError naming the file when it cannot be read, is not a JSON
+    object of exactly the RunConfig fields with their types, or holds settings RunConfig
+    refuses."""
+    path = os.path.join(output_dir, CONFIG)
+    if not os.path.lexists(path):
+        return None
+    fix = ("it holds the run's settings: restore it from a copy, or start a new run in another "
+           "--output_dir")
+    try:
+        saved = _read_json(path)
+    except _Bad as bad:
+        raise RunError(f"{path} cannot be used: {bad.reason}; {fix}") from None
+    if not isinstance(saved, dict):
+        raise RunError(f"{path} cannot be used: it holds a JSON {type(saved).__name__}, not "
+                       f"the object of a run's settings; {fix}")
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(saved) - set(fields))
+    missing = [name for name in fields if name not in saved]
+    problems = ([f"`{name}` is not a setting of tfedge train" for name in unknown[:5]]
+                + ([f"it lacks {', '.join(f'`{n}`' for n in missing)}"] if missing else [])
+                + [p for p in (_check_field(fields[n], saved[n]) for n in fields if n in saved)
+                   if p])
+    if problems:
+        raise RunError(f"{path} cannot be used: {'; '.join(problems[:5])}; {fix}")
+    try:
+        RunConfig(**dict(saved, output_dir=output_dir, resume=True))
+    except (ValueError, TypeError) as exc:
+        raise RunError(f"{path} cannot be used: {_first_line(exc)}; {fix}") from None
+    return saved
+
+
+def config_differences(saved, config):
+    """[(field, saved value, value of `config`)] for every setting outside RESUME_MAY_DIFFER
+    where `config` differs from the `saved` settings (a `read_config` dict)."""
+    return [(f.name, saved[f.name], getattr(config, f.name))
+            for f in dataclasses.fields(RunConfig)
+            if f.name not in RESUME_MAY_DIFFER and saved[f.name] != getattr(config, f.name)]
+
+
+def _check_history(history, epochs):
+    """`history` when it is the list tfedge writes for `epochs` epochs (one object an epoch,
+    numbered 1..epochs, numbers or null only), else None."""
+    if not isinstance(history, list) or len(history) != epochs:
+        return None
+    for number, entry in enumerate(history, 1):
+        if not isinstance(entry, dict) or entry.get("epoch") != number or not all(
+                v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
+                for v in entry.values()):
+            return None
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
 # Checkpoints: a folder per epoch, renamed into place, then latest.json replaced.
 
 
@@ -277,22 +429,187 @@ def checkpoint_dir(output_dir):
     return os.path.join(output_dir, CHECKPOINTS)
 
 
-def latest_checkpoint(output_dir):
-    """(epoch, checkpoint prefix) of the newest complete checkpoint, or None."""
-    pointer = os.path.join(checkpoint_dir(output_dir), LATEST)
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """An intact checkpoint: its epoch, folder, TensorFlow prefix and state.json."""
+
+    epoch: int
+    folder: str
+    prefix: str
+    state: dict
+
+
+def _checkpoint_folders(root):
+    """[(epoch, folder name)] of the checkpoint folders in `root`, newest first."""
     try:
-        with open(pointer) as f:
-            info = json.load(f)
-    except FileNotFoundError:
+        names = os.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise RunError(f"{root} cannot be read ({exc.strerror or exc}); make it readable, then "
+                       "run again with --resume") from None
+    found = ((_folder_epoch(name), name) for name in names)
+    return sorted(((epoch, name) for epoch, name in found if epoch), reverse=True)
+
+
+def _read_pointer(root):
+    """(epoch, folder name) that latest.json names, or None when there is none; _Bad when it
+    is not the pointer tfedge writes (a JSON object naming a checkpoint folder of `root`)."""
+    path = os.path.join(root, LATEST)
+    if not os.path.lexists(path):
         return None
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{pointer} cannot be read ({exc}); remove it to start over, or restore "
-                       "it") from None
-    prefix = os.path.join(checkpoint_dir(output_dir), info["folder"], "ckpt")
-    if not os.path.exists(prefix + ".index"):
-        raise RunError(f"{pointer} points at {info['folder']}, which is missing; the checkpoint "
-                       "folder was changed by hand")
-    return int(info["epoch"]), prefix
+    info = _read_json(path, limit=4096)
+    if not isinstance(info, dict):
+        raise _Bad(path, f"it holds a JSON {type(info).__name__}, not an object with the "
+                         "folder and epoch of the newest checkpoint")
+    folder, epoch = info.get("folder"), info.get("epoch")
+    if "folder" not in info:
+        raise _Bad(path, "it has no \"folder\"")
+    if _folder_epoch(folder) is None:
+        raise _Bad(path, f"its folder {folder!r} is not the name of a checkpoint folder "
+                         f"(epoch-NNNN) inside {root}")
+    if epoch != _folder_epoch(folder) or not _is_int(epoch, 1):
+        raise _Bad(path, f"its epoch {epoch!r} is not the epoch of {folder}")
+    return epoch, folder
+
+
+def _verify(root, epoch, name):
+    """The Checkpoint in folder `name` of `root` after reading every byte of it; _Bad naming
+    the damaged file otherwise."""
+    from tfedge._keras import tf
+
+    folder = os.path.join(root, name)
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        raise _Bad(folder, "it is not a folder")
+    state = _read_json(os.path.join(folder, STATE), limit=_STATE_LIMIT)
+    if not isinstance(state, dict) or state.get("epoch") != epoch:
+        raise _Bad(os.path.join(folder, STATE), f"it does not say epoch {epoch}")
+    if "history" in state and _check_history(state["history"], epoch) is None:
+        raise _Bad(os.path.join(folder, STATE), f"its history is not that of epochs 1-{epoch}")
+    if "global_batch" in state and not _is_int(state["global_batch"], 1):
+        raise _Bad(os.path.join(folder, STATE), f"its global_batch {state['global_batch']!r} "
+                                                 "is not a positive integer")
+    index = os.path.join(folder, "ckpt.index")
+    try:
+        data = sorted(f for f in os.listdir(folder) if f.startswith("ckpt.data-"))
+        for file in ["ckpt.index"] + data:
+            path = os.path.join(folder, file)
+            if not os.path.lexists(path):
+                raise _Bad(path, "it is missing")
+            if not stat.S_ISREG(os.lstat(path).st_mode):  # a FIFO would hang the reader
+                raise _Bad(path, "it is not a regular file")
+    except OSError as exc:
+        raise _Bad(folder, f"it cannot be read ({exc.strerror or exc})") from None
+    shards = os.path.join(folder, data[0] if len(data) == 1 else "ckpt.data-*")
+    prefix = os.path.join(folder, "ckpt")
+
+    def damaged(exc, default):
+        # TensorFlow's message often starts with the file it could not read: name that one.
+        reason = _first_line(exc)
+        named = re.match(re.escape(folder) + r"/(ckpt\.[\w.-]+)(?:; |: )(.*)", reason)
+        if named:
+            return _Bad(os.path.join(folder, named.group(1)), named.group(2))
+        return _Bad(default, reason)
+
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except Exception as exc:  # noqa: BLE001 (the reader raises many kinds; all mean damage)
+        raise damaged(exc, shards if ".data-" in str(exc) else index) from None
+    try:
+        for key in sorted(reader.get_variable_to_dtype_map()):
+            reader.get_tensor(key)
+    except Exception as exc:  # noqa: BLE001 (IndexError for a short file, OpError, ...)
+        raise damaged(exc, shards) from None
+    return Checkpoint(epoch, folder, prefix, state)
+
+
+def find_checkpoint(output_dir):
+    """The newest intact Checkpoint of the run in `output_dir`, or None when it has none.
+
+    latest.json names the newest checkpoint; every folder up to it is a candidate, newest
+    first, and the first one whose every file reads back whole is taken, with one warning
+    line for each damaged one skipped. A latest.json that cannot be used (not JSON, not the
+    pointer tfedge writes, naming a folder outside the checkpoints folder or one that is gone)
+    is ignored with a warning, and the folders are scanned instead: that is sound because a
+    folder only ever gets its name once it is whole, and each is read back before it is used.
+    RunError naming the file when checkpoints exist but none is intact.
+    """
+    root = checkpoint_dir(output_dir)
+    folders = _checkpoint_folders(root)
+    pointer_path = os.path.join(root, LATEST)
+    try:
+        pointer = _read_pointer(root)
+    except _Bad as bad:
+        if not folders:
+            raise RunError(f"{pointer_path} cannot be used: {bad.reason}, and {root} holds no "
+                           f"checkpoint folder to resume from; restore the checkpoints, or "
+                           f"remove {pointer_path} and run again with --resume to train from "
+                           "epoch 1") from None
+        _log.warning("%s is ignored: %s; resuming from the newest intact checkpoint folder "
+                     "instead", pointer_path, bad.reason)
+        pointer = None
+    else:
+        if pointer is not None:
+            epoch, name = pointer
+            if (epoch, name) not in folders:
+                older = [f for f in folders if f[0] < epoch]
+                if not older:
+                    raise RunError(f"{pointer_path} points at {name}, which is missing, and no "
+                                   f"older checkpoint is in {root}; restore {name}, or remove "
+                                   f"{root} and run again with --resume to train from epoch 1")
+                _log.warning("%s points at %s, which is missing; resuming from an older "
+                             "checkpoint", pointer_path, name)
+            folders = [f for f in folders if f[0] <= epoch]
+    skipped = []
+    for epoch, name in folders:
+        try:
+            found = _verify(root, epoch, name)
+        except _Bad as bad:
+            skipped.append((name, bad))
+            continue
+        for folder, bad in skipped:
+            _log.warning("skipped the damaged checkpoint %s (%s: %s); resuming from %s",
+                         folder, bad.file, bad.reason, name)
+        return found
+    if skipped:
+        name, bad = skipped[0]
+        older = ("" if len(skipped) == 1 else ", and so is the one before it"
+                 if len(skipped) == 2 else f", and so are the {len(skipped) - 1} before it")
+        raise RunError(f"no intact checkpoint in {root} to resume from: {bad.file} is damaged "
+                       f"({bad.reason}){older}; restore it, or remove {root} and run again "
+                       "with --resume to train from epoch 1")
+    return None
+
+
+def latest_checkpoint(output_dir):
+    """(epoch, checkpoint prefix) of the newest intact checkpoint, or None (find_checkpoint)."""
+    found = find_checkpoint(output_dir)
+    return None if found is None else (found.epoch, found.prefix)
+
+
+def _disk_error(exc):
+    """What an OSError or tf.errors.OpError raised while writing says, in a few words."""
+    import errno
+
+    number = getattr(exc, "errno", None)
+    kind = type(exc).__name__
+    if number in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    if kind == "ResourceExhaustedError":
+        return f"the disk is full ({kind}: {_first_line(exc, 200)})"
+    if number == errno.ENOENT or kind == "NotFoundError":
+        return "the folder is gone"
+    if isinstance(exc, OSError):
+        return exc.strerror or _first_line(exc)
+    return f"{kind}: {_first_line(exc, 200)}"
+
+
+def _remove(path):
+    """Removes the folder or file (or link: never what it points at) `path`, if it is there."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
 
 
 def save_checkpoint(checkpoint, output_dir, epoch, extra=None):
@@ -300,38 +617,47 @@ def save_checkpoint(checkpoint, output_dir, epoch, extra=None):
 
     Written into a temporary folder beside the others, renamed into place, then `latest.json`
     is replaced atomically: earlier checkpoints are never touched before the new one is whole,
-    and a full disk or a vanished folder raises RunError with them intact.
+    and a full disk (OSError ENOSPC, or TensorFlow's ResourceExhaustedError from SaveV2), any
+    other failed write or a vanished folder raises RunError with them intact, latest.json
+    still naming the previous one and no part of the new one left behind.
     """
+    from tfedge._keras import tf
+
     root = checkpoint_dir(output_dir)
-    name = f"epoch-{epoch:04d}"
+    name = _folder_name(epoch)
+    final = os.path.join(root, name)
     try:
         os.makedirs(root, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=root)
         try:
             checkpoint.write(os.path.join(tmp, "ckpt"))
-            with open(os.path.join(tmp, "state.json"), "w") as f:
+            with open(os.path.join(tmp, STATE), "w") as f:
                 json.dump({"epoch": epoch, **(extra or {})}, f)
-            final = os.path.join(root, name)
-            if os.path.exists(final):
-                shutil.rmtree(final)
+            _remove(final)
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _io.write_atomic(os.path.join(root, LATEST),
-                         json.dumps({"epoch": epoch, "folder": name}) + "\n")
-    except OSError as exc:
-        import errno
-
-        why = ("the disk is full" if exc.errno == errno.ENOSPC else
-               "the folder is gone" if exc.errno == errno.ENOENT else exc.strerror or str(exc))
-        raise RunError(f"could not write the checkpoint of epoch {epoch} into {root}: {why}. "
-                       "The checkpoints written before it are intact; free space or restore "
-                       "the folder, then run again with --resume") from exc
-    old = sorted(d for d in os.listdir(root) if d.startswith("epoch-") and d != name)
-    for stale in old[:-(KEEP_CHECKPOINTS - 1) or None]:
-        shutil.rmtree(os.path.join(root, stale), ignore_errors=True)
-    return os.path.join(root, name)
+        try:
+            _io.write_atomic(os.path.join(root, LATEST),
+                             json.dumps({"epoch": epoch, "folder": name}) + "\n")
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)  # latest.json never named it
+            raise
+    except (OSError, tf.errors.OpError) as exc:
+        raise RunError(f"could not write the checkpoint of epoch {epoch} into {root}: "
+                       f"{_disk_error(exc)}. The checkpoints written before it are intact; "
+                       "free space or restore the folder, then run again with --resume") from exc
+    # Keep this one and the KEEP_CHECKPOINTS - 1 before it; drop the rest, and what a killed
+    # run left of a temporary folder.
+    others = [n for e, n in _checkpoint_folders(root) if e != epoch]
+    keep = [n for e, n in _checkpoint_folders(root) if e < epoch][:KEEP_CHECKPOINTS - 1]
+    for stale in [n for n in others if n not in keep] + [
+            n for n in os.listdir(root) if n.startswith(".epoch-")]:
+        path = os.path.join(root, stale)
+        if not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+    return final
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,27 +696,27 @@ def train(config, *, on_batch=None):
 
     tf.config.experimental.enable_op_determinism()
     output_dir = config.output_dir
-    previous = latest_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-    if config.resume and previous is None:
-        raise RunError(f"--resume: no checkpoint in {checkpoint_dir(output_dir)} to resume "
-                       "from; run without --resume to start")
-    if not config.resume and previous is not None:
-        raise RunError(f"{output_dir} already holds a run (checkpoint of epoch {previous[0]}); "
-                       "pass --resume to carry on, or choose another --output_dir")
+    previous = _resume_point(config) if config.resume else None
+    if not config.resume and _has_checkpoints(output_dir):
+        raise RunError(f"{output_dir} already holds a run (its {CHECKPOINTS} folder); pass "
+                       "--resume to carry on, or choose another --output_dir")
     strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+    saved_batch = previous.state.get("global_batch") if previous is not None else None
+    if saved_batch not in (None, global_batch):
+        raise RunError(f"checkpoint {previous.folder} was trained with a global batch of "
+                       f"{saved_batch} (batch_size x replicas); this run has {global_batch} "
+                       f"({replicas} replica(s) with strategy '{config.strategy}'). Resume on as "
+                       "many devices as the run started with")
     write_dir = output_dir if chief else tempfile.mkdtemp(prefix="tfedge-worker-")
     _io.ensure_dir(write_dir)
-    if chief:
-        _io.write_atomic(os.path.join(output_dir, "config.json"),
-                         json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
 
     input_shape = (config.input_size, config.input_size, config.channels)
     splits = data.load(config.dataset, input_shape=input_shape, data_dir=config.data_dir,
                        val_fraction=config.val_fraction, seed=config.seed,
                        **({"tfds_name": config.tfds_name} if config.tfds_name else {}))
-    replicas = strategy.num_replicas_in_sync
-    global_batch = config.batch_size * replicas
     steps_per_epoch = math.ceil(len(splits.y_train) / global_batch)
 
     training.seed_everything(config.seed)
@@ -406,12 +732,31 @@ def train(config, *, on_batch=None):
                       metrics=["accuracy"])
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    start = 0
+    start, history = 0, []
     if previous is not None:
         with strategy.scope():
-            checkpoint.read(previous[1]).assert_existing_objects_matched()
+            # The slots exist before the restore, so that every value in the checkpoint has a
+            # variable to go to and assert_consumed can say the checkpoint fits exactly.
+            optimizer.build(model.trainable_variables)
+            try:
+                checkpoint.read(previous.prefix).assert_consumed()
+            except (AssertionError, ValueError, tf.errors.OpError) as exc:
+                raise RunError(
+                    f"checkpoint {previous.folder} does not fit the model of this run "
+                    f"({_first_line(exc, 200)}): it was written by another model or with other "
+                    "settings. Restore the run's own checkpoints, or start a new run in "
+                    "another --output_dir") from None
         start = int(epoch_var.numpy())
-    history = _read_history(output_dir) if previous is not None else []
+        if start != previous.epoch:
+            raise RunError(f"checkpoint {previous.folder} does not fit its folder: it holds "
+                           f"epoch {start}, not {previous.epoch}. Restore the run's own "
+                           "checkpoints, or start a new run in another --output_dir")
+        history = _history_at(output_dir, previous)
+    if chief and not config.resume:
+        # Written once the run is about to train. A resumed run keeps the config.json it
+        # started with; a start over a run that never finished an epoch replaces it.
+        _write_run_file(os.path.join(output_dir, CONFIG),
+                        json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
 
     callbacks = []
     if config.tensorboard and chief:
@@ -430,12 +775,12 @@ def train(config, *, on_batch=None):
                          validation_data=val, initial_epoch=epoch, epochs=epoch + 1,
                          verbose=config.verbose, callbacks=callbacks).history
         history.append({"epoch": epoch + 1, "seconds": round(time.perf_counter() - started, 2),
-                        **{k: float(v[-1]) for k, v in logs.items()}})
+                        **{k: _finite(v[-1]) for k, v in logs.items()}})
         epoch_var.assign(epoch + 1)
-        save_checkpoint(checkpoint, write_dir, epoch + 1)
+        save_checkpoint(checkpoint, write_dir, epoch + 1,
+                        extra={"global_batch": global_batch, "history": history})
         if chief:
-            _io.write_atomic(os.path.join(output_dir, "history.json"),
-                             json.dumps(history, indent=2) + "\n")
+            _write_run_file(os.path.join(output_dir, HISTORY), json.dumps(history, indent=2))
     # Every worker reads the weights (reading a variable synchronized on read, such as a
     # BatchNorm statistic, is a collective: all must take part), then carries on with a plain
     # copy outside the strategy.
@@ -445,7 +790,7 @@ def train(config, *, on_batch=None):
                          width=config.width, **kwargs)
     plain.set_weights(weights)
     if chief:
-        _io.write_atomic(os.path.join(output_dir, "weights.sha256"), weights_digest(plain) + "\n")
+        _write_run_file(os.path.join(output_dir, "weights.sha256"), weights_digest(plain))
     model = plain
     result = RunResult(model=model, history=history, resumed_from=start)
     if chief and config.compress:
@@ -467,12 +812,79 @@ def _smoothed_loss(smoothing, classes):
     return loss
 
 
-def _read_history(output_dir):
+def _finite(value):
+    """A metric as JSON can hold it: a float, or None for NaN and infinities."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _write_run_file(path, text):
+    """Writes one of the run's own files whole; RunError (not a traceback) when the disk is full."""
+    from tfedge._keras import tf
+
     try:
-        with open(os.path.join(output_dir, "history.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        _io.write_atomic(path, text + "\n")
+    except (OSError, tf.errors.OpError) as exc:
+        raise RunError(f"could not write {path}: {_disk_error(exc)}. The checkpoints are "
+                       "intact; free space or fix the folder, then run again with --resume"
+                       ) from exc
+
+
+def _has_checkpoints(output_dir):
+    """True when `output_dir` holds a run: a latest.json or a checkpoint folder, whole or not.
+    (A config.json alone is a run that never finished an epoch: nothing to lose.)"""
+    root = checkpoint_dir(output_dir)
+    return os.path.lexists(os.path.join(root, LATEST)) or bool(_checkpoint_folders(root))
+
+
+def _resume_point(config):
+    """The Checkpoint `config` resumes from (None: from epoch 1), after checking that
+    config.json exists, can be read and holds the settings of `config` (RESUME_MAY_DIFFER
+    aside); RunError naming the file or every differing setting otherwise."""
+    output_dir = config.output_dir
+    saved = read_config(output_dir)
+    if saved is None:
+        if not _has_checkpoints(output_dir):
+            raise RunError(f"--resume: no checkpoint in {checkpoint_dir(output_dir)} to resume "
+                           "from; run without --resume to start")
+        raise RunError(f"{os.path.join(output_dir, CONFIG)} is missing, so the settings of the "
+                       f"run in {output_dir} are unknown; restore it, or start a new run in "
+                       "another --output_dir")
+    previous = find_checkpoint(output_dir)
+    differences = config_differences(saved, config)
+    if differences:
+        listed = ", ".join(f"`{name}`={given!r} (the run has {was!r})"
+                           for name, was, given in differences)
+        raise RunError(f"--resume: settings differ from those of the run in {output_dir} (its "
+                       f"{CONFIG}): {listed}; a run resumes with its own settings: leave "
+                       "these out or give the run's values, or start a new run in another "
+                       "--output_dir")
+    if previous is None:
+        _log.warning("no checkpoint in %s yet: the run starts from epoch 1 with the settings "
+                     "of its %s", checkpoint_dir(output_dir), CONFIG)
+    return previous
+
+
+def _history_at(output_dir, checkpoint):
+    """The history of epochs 1..checkpoint.epoch: from the checkpoint's state.json, else (a
+    checkpoint of an older tfedge) from history.json when that is sound, else [] (a warning)."""
+    if "history" in checkpoint.state:
+        return list(checkpoint.state["history"])
+    path = os.path.join(output_dir, HISTORY)
+    try:
+        history = _read_json(path, limit=_STATE_LIMIT)
+    except _Bad as bad:
+        history, why = None, bad.reason
+    else:
+        why = f"it is not the history of epochs 1-{checkpoint.epoch}"
+        if isinstance(history, list):
+            history = history[:checkpoint.epoch]
+    history = _check_history(history, checkpoint.epoch)
+    if history is None:
+        _log.warning("%s is not used (%s); history.json will hold the epochs from %d on",
+                     path, why, checkpoint.epoch + 1)
         return []
+    return history
 
 
 def _compress(config, model, splits):

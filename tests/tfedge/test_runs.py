@@ -1,6 +1,7 @@
 """Training runs: flags checked first, a checkpoint per epoch, exact resume after kill -9,
 and two workers on loopback that end with the same weights."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -139,6 +140,19 @@ def test_checkpoints_are_replaced_whole_and_a_full_disk_loses_nothing(tmp_path, 
     variable.assign([0.0, 0.0])
     tf.train.Checkpoint(v=variable).read(prefix).assert_consumed()
     assert epoch == 3 and variable.numpy().tolist() == [3.0, 3.0]
+    # What a killed run left of a temporary folder goes with the next save; a folder that is
+    # not a checkpoint's (by its exact name) is never touched, nor what a link points at.
+    (root / ".epoch-0004.x1y2").mkdir()
+    (root / "epoch-9x").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (root / "epoch-0001").symlink_to(tmp_path / "elsewhere")
+    variable.assign([4.0, 4.0])
+    runs.save_checkpoint(checkpoint, str(tmp_path), 4)
+    variable.assign([3.0, 3.0])
+    runs.save_checkpoint(checkpoint, str(tmp_path), 3)  # epoch 3 again: 4 is dropped
+    assert sorted(p.name for p in root.iterdir()) == ["epoch-0001", "epoch-0003", "epoch-9x",
+                                                      "latest.json"]
+    assert (tmp_path / "elsewhere").is_dir()
 
 
 def test_resume_without_a_checkpoint_and_a_second_start_are_refused(tmp_path):
@@ -146,8 +160,14 @@ def test_resume_without_a_checkpoint_and_a_second_start_are_refused(tmp_path):
         runs.train(runs.RunConfig(**dict(TINY, output_dir=str(tmp_path), resume=True)))
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "latest.json").write_text('{"epoch": 1, "folder": "epoch-0001"}')
-    with pytest.raises(runs.RunError, match="points at epoch-0001, which is missing"):
+    with pytest.raises(runs.RunError, match="already holds a run .*pass --resume to carry on"):
         runs.train(runs.RunConfig(**dict(TINY, output_dir=str(tmp_path))))
+    with pytest.raises(runs.RunError, match="config.json is missing, so the settings of the run"):
+        runs.train(runs.RunConfig(**dict(TINY, output_dir=str(tmp_path), resume=True)))
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(
+        runs.RunConfig(**dict(TINY, output_dir=str(tmp_path))))))
+    with pytest.raises(runs.RunError, match="points at epoch-0001, which is missing"):
+        runs.train(runs.RunConfig(**dict(TINY, output_dir=str(tmp_path), resume=True)))
 
 
 @pytest.mark.parametrize("field, bad, message", [

@@ -15,6 +15,21 @@ report.json, the chart). A run killed at any point resumes with --resume from it
 checkpoint and ends with the same weights as a run that never stopped. --strategy=mirrored
 uses every local device, --strategy=multi_worker the cluster in TF_CONFIG (one process per
 worker), --strategy=tpu a TPU. Every flag is checked before any work.
+
+Resuming: `tfedge train --output_dir=runs/a --resume` alone carries on the run in runs/a with
+the settings in runs/a/config.json: every flag not given on the command line (or in a
+flagfile) takes the run's saved value. A flag that is given must equal the saved value, or
+the resume is refused with one line listing each such flag (given value and the run's), and
+config.json is never rewritten. Only flags that change neither the weights nor the artifacts
+may differ: --strategy (as long as the number of replicas, and so the global batch, stays the
+same), --tensorboard and --resume itself. A damaged newest checkpoint is skipped for the newest
+intact one, and an unusable latest.json for a scan of the checkpoint folders (one line
+`tfedge train: warning: ...` each); a damaged or missing config.json, no intact checkpoint, a
+checkpoint of another model, a full disk and every other failure of the run end in one line
+`tfedge train: error: ...` on stderr, naming the file or the flags and the fix.
+
+Exit status: 0 done; 2 bad flags, or a run that cannot start or go on (runs.RunError); 1 a
+conversion or TFLM failure after training, or an output folder that cannot be made.
 """
 
 import re
@@ -89,15 +104,31 @@ _FIELDS = {flag.name: flag for flag in (
 
 
 
+def _cli(text):
+    """A message of tfedge.runs on the command line: its fields `like_this` are --like_this."""
+    return re.sub(r"`(\w+)`", r"--\1", str(text))
+
+
 def config_from_flags():
-    """The RunConfig the flags describe; ValueError (naming the flag) when they do not fit."""
+    """The RunConfig the flags describe; ValueError (naming the flag) when they do not fit.
+
+    With --resume, a flag not given explicitly takes its value from the run's config.json
+    (runs.RunError when that cannot be read); `runs.train` then refuses given flags that
+    differ from the run's settings.
+    """
     values = {name: holder.value for name, holder in _FIELDS.items()}
     values["channels"] = int(_CHANNELS.value)
+    if _RESUME.value:
+        saved = runs.read_config(_OUTPUT_DIR.value) or {}
+        for name in list(values):
+            if name not in ("output_dir", "resume") and name in saved \
+                    and not flags.FLAGS[name].present:
+                values[name] = saved[name]
     try:
         return runs.RunConfig(**values)
     except ValueError as exc:
         # The config names its fields `like_this`; on the command line they are --like_this.
-        raise ValueError(re.sub(r"`(\w+)`", r"--\1", str(exc))) from None
+        raise ValueError(_cli(exc)) from None
 
 
 def main(argv):
@@ -105,14 +136,22 @@ def main(argv):
         print(f"tfedge train: error: unexpected argument(s): {' '.join(argv[1:])}",
               file=sys.stderr)
         sys.exit(2)
+    import logging as pylogging
+
     from absl import logging
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+    # What a run skips or ignores (a damaged checkpoint, a bad latest.json) is one line each.
+    handler = pylogging.StreamHandler(sys.stderr)
+    handler.setFormatter(pylogging.Formatter("tfedge train: warning: %(message)s"))
+    runs_log = pylogging.getLogger(runs.__name__)
+    runs_log.addHandler(handler)
+    runs_log.propagate = False
     try:
         config = config_from_flags()
-    except ValueError as exc:
-        print(f"tfedge train: error: {exc}", file=sys.stderr)
+    except (ValueError, runs.RunError) as exc:
+        print(f"tfedge train: error: {_cli(exc)}", file=sys.stderr)
         sys.exit(2)
     from tfedge import report
     from tfedge.converters import tflite, tflm
@@ -120,7 +159,8 @@ def main(argv):
     try:
         result = runs.train(config)
     except (ValueError, OSError, runs.RunError, tflite.ConversionError, tflm.TFLMError) as exc:
-        print(f"tfedge train: error: {exc}", file=sys.stderr)
+        print(f"tfedge train: error: {_cli(exc) if isinstance(exc, runs.RunError) else exc}",
+              file=sys.stderr)
         sys.exit(2 if isinstance(exc, (ValueError, runs.RunError)) else 1)
     if result.resumed_from:
         print(f"\nresumed after epoch {result.resumed_from}")
