@@ -19,6 +19,7 @@ Define TFEDGE_TRACE to have `void tfedge_trace(int op, const int8_t *data, int32
 called with every op's output, for tensor-by-tensor comparisons.
 """
 
+import contextlib
 import dataclasses
 import importlib.resources
 import math
@@ -91,6 +92,7 @@ class GeneratedModel:
 # ---------------------------------------------------------------------------------------------
 # C text helpers.
 
+_ZERO_POINT_RANGES = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767)}
 _C_TYPES = {"INT8": "int8_t", "UINT8": "uint8_t", "INT16": "int16_t", "INT32": "int32_t",
             "INT64": "int64_t"}
 _NUMPY = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32,
@@ -156,20 +158,47 @@ class _Model:
         if dtype is None:
             raise CodegenError(f"constant tensor {tensor.name!r} is {tensor.type_name}; the "
                                "runtime takes integer constants only")
-        data = np.frombuffer(self.model.buffer_bytes(tensor.buffer), dtype=dtype)
+        raw = self.model.buffer_bytes(tensor.buffer)
+        expected = self.elements(index) * np.dtype(dtype).itemsize
+        if len(raw) != expected:
+            raise CodegenError(f"constant tensor {tensor.name!r} ({tensor.type_name} "
+                               f"{list(tensor.shape)}) has {len(raw):,} bytes of data where its "
+                               f"shape needs {expected:,}: the file is damaged; convert the "
+                               "model again")
+        data = np.frombuffer(raw, dtype=dtype)
         return data.reshape(tensor.shape) if tensor.shape else data
 
+    def _quantization(self, index):
+        """The tensor's (scales, zero points), checked: finite positive scales, zero points in
+        the range of its type, one scale per tensor for activations."""
+        tensor = self.tensor(index)
+        q = tensor.quantization
+        scales = tuple(q.scale) if q and q.scale else (1.0,)
+        zero_points = tuple(q.zero_point) if q and q.zero_point else (0,)
+        bad = [s for s in scales if not (math.isfinite(s) and s > 0)]
+        if bad:
+            raise CodegenError(f"tensor {tensor.name!r} has the quantization scale {bad[0]!r}; "
+                               "scales must be finite and positive. The file is damaged or was "
+                               "not made by the TFLite converter")
+        low, high = _ZERO_POINT_RANGES.get(tensor.type_name, (-2**31, 2**31 - 1))
+        bad = [z for z in zero_points if not low <= z <= high]
+        if bad:
+            raise CodegenError(f"tensor {tensor.name!r} ({tensor.type_name}) has the zero point "
+                               f"{bad[0]}, outside [{low}, {high}]. The file is damaged or was "
+                               "not made by the TFLite converter")
+        if not self.is_constant(index) and (len(scales) > 1 or len(zero_points) > 1):
+            raise CodegenError(f"activation tensor {tensor.name!r} has {len(scales)} scales; "
+                               "int8 activations take one (per-tensor quantization)")
+        return scales, zero_points
+
     def scale(self, index):
-        q = self.tensor(index).quantization
-        return float(q.scale[0]) if q and q.scale else 1.0
+        return float(self._quantization(index)[0][0])
 
     def scales(self, index):
-        q = self.tensor(index).quantization
-        return np.asarray(q.scale if q and q.scale else (1.0,), dtype=np.float32)
+        return np.asarray(self._quantization(index)[0], dtype=np.float32)
 
     def zero_point(self, index):
-        q = self.tensor(index).quantization
-        return int(q.zero_point[0]) if q and q.zero_point else 0
+        return int(self._quantization(index)[1][0])
 
     def shape(self, index):
         return tuple(int(d) for d in self.tensor(index).shape)
@@ -200,9 +229,101 @@ def _check_size(tensor):
                 "file is damaged, or the model is far too large for a microcontroller)")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Signature:
+    """What an op must look like before its emitter reads it: its first `required` inputs
+    present, at most `most` inputs (None: any number, all present), `outputs` as (fewest, most),
+    the rank of input k (`ranks[k]`) and of the outputs (`ranks["out"]`), its option keys."""
+
+    required: int
+    most: int | None
+    outputs: tuple = (1, 1)
+    ranks: dict = dataclasses.field(default_factory=dict)
+    options: tuple = ()
+
+
+_WINDOW = ("stride_h", "stride_w", "padding")
+_SIGNATURES = {
+    "ADD": _Signature(2, 2), "MUL": _Signature(2, 2),
+    "AVERAGE_POOL_2D": _Signature(1, 1, ranks={0: 4, "out": 4},
+                                  options=_WINDOW + ("filter_height", "filter_width")),
+    "MAX_POOL_2D": _Signature(1, 1, ranks={0: 4, "out": 4},
+                              options=_WINDOW + ("filter_height", "filter_width")),
+    "CONCATENATION": _Signature(1, None),
+    "CONV_2D": _Signature(2, 3, ranks={0: 4, 1: 4, "out": 4}, options=_WINDOW),
+    "DEPTHWISE_CONV_2D": _Signature(2, 3, ranks={0: 4, 1: 4, "out": 4}, options=_WINDOW),
+    "FULLY_CONNECTED": _Signature(2, 3, ranks={1: 2}),
+    "HARD_SWISH": _Signature(1, 1), "LOGISTIC": _Signature(1, 1), "QUANTIZE": _Signature(1, 1),
+    "SOFTMAX": _Signature(1, 1), "MEAN": _Signature(2, 2), "PAD": _Signature(2, 2),
+    "PADV2": _Signature(2, 3), "RESHAPE": _Signature(1, 2), "TRANSPOSE": _Signature(2, 2),
+    "SPLIT": _Signature(2, 2, outputs=(1, None)), "SPLIT_V": _Signature(3, 3, outputs=(1, None)),
+}
+
+
+_POSITIVE_OPTIONS = ("stride_h", "stride_w", "dilation_h_factor", "dilation_w_factor",
+                     "filter_height", "filter_width")
+
+
+def _check_op(m, op):
+    """Refuses an op whose inputs, outputs, ranks or options do not fit its kind (a damaged
+    or hand-edited file), naming what is wrong, so that no emitter reads past them."""
+    sig = _SIGNATURES[op.name]
+    inputs, outputs = list(op.inputs), list(op.outputs)
+    if sig.most is None:  # any number of inputs, every one present
+        fewest, most, required = max(sig.required, 1), len(inputs), len(inputs)
+    else:
+        fewest, most, required = sig.required, sig.most, sig.required
+    if not fewest <= len(inputs) <= most:
+        takes = f"{fewest} or more" if sig.most is None else \
+            f"{fewest}" if fewest == most else f"{fewest} to {most}"
+        _fail_op(op, m, f"it has {len(inputs)} inputs; {op.name} takes {takes}")
+    missing = [k for k, t in enumerate(inputs[:required]) if t < 0]
+    if missing:
+        _fail_op(op, m, f"its input {missing[0]} is missing (-1); {op.name} needs it")
+    fewest_out, most_out = sig.outputs
+    if len(outputs) < fewest_out or (most_out is not None and len(outputs) > most_out) or \
+            any(t < 0 for t in outputs):
+        _fail_op(op, m, f"its outputs {outputs} do not fit {op.name}")
+    for t in outputs:
+        if m.is_constant(t):
+            _fail_op(op, m, f"its output {m.tensor(t).name!r} is a constant tensor")
+    for t in inputs + outputs:
+        if t >= 0 and 0 in m.shape(t):
+            _fail_op(op, m, f"tensor {m.tensor(t).name!r} has shape {list(m.shape(t))}: it holds "
+                     "no element, so the op computes nothing")
+    for role, rank in sig.ranks.items():
+        for t in (outputs if role == "out" else [inputs[role]] if role < len(inputs) else []):
+            if t >= 0 and len(m.shape(t)) != rank:
+                _fail_op(op, m, f"tensor {m.tensor(t).name!r} has shape {list(m.shape(t))}; "
+                         f"{op.name} needs {rank} dimensions there")
+    options = op.options or {}
+    missing = [k for k in sig.options if k not in options]
+    if missing:
+        _fail_op(op, m, f"its options lack {', '.join(missing)}; the file is damaged or the op "
+                 "carries the options of another kind")
+    for key in _POSITIVE_OPTIONS:
+        value = options.get(key, 1)
+        if not isinstance(value, int) or value < 1:
+            _fail_op(op, m, f"its option {key} is {value!r}; it must be a positive integer")
+    if "padding" in options and options["padding"] not in ("SAME", "VALID"):
+        _fail_op(op, m, f"its padding is {options['padding']!r}, neither SAME nor VALID")
+
+
 def _fail_op(op, model, why):
     outputs = ", ".join(repr(model.tensor(t).name) for t in op.outputs)
     raise CodegenError(f"op #{op.index} {op.name} (output {outputs}): {why}")
+
+
+@contextlib.contextmanager
+def _about(m, op):
+    """Turns a ValueError of the kernel parameter math (`quant`: shapes that do not match,
+    a padding or activation it does not know) into a CodegenError naming the op."""
+    try:
+        yield
+    except CodegenError:
+        raise
+    except ValueError as exc:
+        _fail_op(op, m, str(exc))
 
 
 def _activation(op):
@@ -276,6 +397,16 @@ def _check_int8(op, m, tensors):
             _fail_op(op, m, f"tensor {m.tensor(t).name!r} is {m.tensor(t).type_name}; the "
                      "runtime computes int8 activations only. Convert with "
                      "tfedge.converters.to_int8")
+
+
+def _scalar(m, op, index, what):
+    """The first value of a constant tensor (an axis, a pad value), checked."""
+    if not m.is_constant(index):
+        _fail_op(op, m, f"its {what} is not constant")
+    values = m.constant(index).ravel()
+    if values.size == 0:
+        _fail_op(op, m, f"its {what} tensor {m.tensor(index).name!r} is empty")
+    return int(values[0])
 
 
 def _bias(op):
@@ -478,12 +609,16 @@ def _split(e, op, scratch_name):
         axis_t, x = op.inputs[0], op.inputs[1]
     else:
         x, axis_t = op.inputs[0], op.inputs[2]
-    if not m.is_constant(axis_t):
-        _fail_op(op, m, "its axis is not constant")
-    axis = int(m.constant(axis_t).ravel()[0])
+    axis = _scalar(m, op, axis_t, "axis")
     outputs = list(op.outputs)
     rank = len(m.shape(x))
+    if not -rank <= axis < rank:
+        _fail_op(op, m, f"its axis {axis} is outside the {rank} dims of its input")
     axis = axis + rank if axis < 0 else axis
+    for t in outputs:
+        if len(m.shape(t)) != rank:
+            _fail_op(op, m, f"output {m.tensor(t).name!r} has shape {list(m.shape(t))}, not "
+                     f"{rank} dims like the input")
     for t in outputs:
         if (m.scale(t), m.zero_point(t)) != (m.scale(x), m.zero_point(x)):
             _fail_op(op, m, "an output's quantization differs from the input's")
@@ -513,7 +648,7 @@ def _pad(e, op, scratch_name):
         _fail_op(op, m, "its paddings are not constant")
     value = m.zero_point(y)
     if op.name == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
-        value = int(m.constant(op.inputs[2]).ravel()[0])
+        value = _scalar(m, op, op.inputs[2], "pad value")
     p = quant.pad(input_shape=m.shape(x), paddings=m.constant(pads_t), pad_value=value)
     e.params(f"p{op.index}", p)
     e.call(op, f"tfedge_pad_s8(&p{op.index}, {e.ptr(x)}, {e.ptr(y)})")
@@ -582,15 +717,23 @@ def generate(tflite_bytes, *, prefix="tfedge_model", precompute=True):
             outputs = ", ".join(repr(m.tensor(t).name) for t in op.outputs)
             raise CodegenError(f"op #{op.index} {op.name} (output {outputs}) has no kernel in "
                                f"the tfedge runtime; it runs {', '.join(SUPPORTED_OPS)}")
+        _check_op(m, op)
         _check_int8(op, m, [t for t in op.inputs if t >= 0 and op.name not in
                             ("QUANTIZE",)] + [t for t in op.outputs if op.name != "QUANTIZE"])
+    for index in main.inputs:
+        if m.is_constant(index):
+            raise CodegenError(f"the model's input {m.tensor(index).name!r} is a constant "
+                               "tensor; the file is damaged or was edited by hand")
     info_in = _io_info(m, main.inputs[0], "input")
     info_out = _io_info(m, main.outputs[0], "output")
 
     # The convolutions' parameters, once: their DSP loops gather receptive fields and
     # requantization tables in arena scratch during the op (the runtime's *_scratch_bytes).
-    conv_params = {op.index: _conv_params(m, op, precompute) for op in main.operators
-                   if op.name in _CONVOLUTIONS}
+    conv_params = {}
+    for op in main.operators:
+        if op.name in _CONVOLUTIONS:
+            with _about(m, op):
+                conv_params[op.index] = _conv_params(m, op, precompute)
     scratch = {op.index: conv_params[op.index].scratch_bytes if op.index in conv_params else 0
                for op in main.operators}
     buffers = planner.model_buffers(m.model, scratch=scratch)
@@ -605,7 +748,8 @@ def generate(tflite_bytes, *, prefix="tfedge_model", precompute=True):
     for op in main.operators:
         scratch_name = f"scratch{op.index}" if scratch[op.index] else None
         before = emitter.macs
-        _EMITTERS[op.name](emitter, op, scratch_name)
+        with _about(m, op):
+            _EMITTERS[op.name](emitter, op, scratch_name)
         op_macs.append(emitter.macs - before)
 
     arena = max(plan.arena_bytes, 16)

@@ -19,8 +19,11 @@ saturated softmax, an intermediate one cannot.
 import collections
 import contextlib
 import dataclasses
+import importlib.resources
 import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import zlib
@@ -192,23 +195,43 @@ def random_inputs(shape, count, seed=0):
     return [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(count)]
 
 
-def reference_outputs(tflite_bytes, inputs, *, with_intermediates=False):
-    """LiteRT's reference-kernel outputs for `inputs`, and optionally {tensor: array} of every
-    tensor of the first inference."""
-    from tfedge.converters import interpreter as litert
+class LiteRTError(RuntimeError):
+    """LiteRT's reference kernels refused or crashed on the model (run in a subprocess)."""
 
-    interp = litert.make_interpreter(tflite_bytes, reference=True,
-                                     preserve_all_tensors=with_intermediates)
-    outputs, tensors = [], {}
-    for i, x in enumerate(inputs):
-        out = litert.invoke(interp, [x])[0]
-        outputs.append(np.asarray(out))
-        if with_intermediates and i == 0:
-            for detail in interp.get_tensor_details():
-                try:
-                    tensors[detail["index"]] = np.array(interp.get_tensor(detail["index"]))
-                except ValueError:  # tensors without data (none in a well-formed model)
-                    pass
+
+def reference_outputs(tflite_bytes, inputs, *, with_intermediates=False, timeout_s=600.0):
+    """LiteRT's reference-kernel outputs for `inputs`, and optionally {tensor: array} of every
+    tensor of the first inference.
+
+    LiteRT runs in a subprocess (`_litert_worker.py`): the model is untrusted, and a crash there
+    becomes a LiteRTError with the reason instead of ending the caller's process."""
+    with tempfile.TemporaryDirectory(prefix="tfedge-litert-") as folder:
+        folder = pathlib.Path(folder)
+        (folder / "model.tflite").write_bytes(bytes(tflite_bytes))
+        np.savez(folder / "inputs.npz", **{f"x{k}": np.asarray(x) for k, x in enumerate(inputs)})
+        worker = importlib.resources.files("tfedge.microcontroller").joinpath("_litert_worker.py")
+        with importlib.resources.as_file(worker) as script:
+            command = [sys.executable, str(script), str(folder / "model.tflite"),
+                       str(folder / "inputs.npz"), str(folder / "outputs.npz")]
+            if with_intermediates:
+                command.append("--intermediates")
+            try:
+                proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                raise LiteRTError(f"LiteRT's reference kernels did not finish within "
+                                  f"{timeout_s:g} s") from None
+        if proc.returncode != 0:
+            said = [line[len("tfedge-litert: "):] for line in proc.stderr.splitlines()
+                    if line.startswith("tfedge-litert: ")]
+            if said:
+                raise LiteRTError(f"LiteRT's reference kernels refused the model: {said[-1]}")
+            how = (f"signal {-proc.returncode}" if proc.returncode < 0
+                   else f"exit status {proc.returncode}")
+            raise LiteRTError(f"LiteRT's reference kernels crashed on the model ({how}); the "
+                              "file is damaged or holds what LiteRT cannot run")
+        with np.load(folder / "outputs.npz") as npz:
+            outputs = [npz[f"y{k}"] for k in range(len(inputs))]
+            tensors = {int(name[1:]): npz[name] for name in npz.files if name.startswith("t")}
     return outputs, tensors
 
 
@@ -262,14 +285,8 @@ def _check_weights_fit(tflite_bytes, board):
     _check_region(qemu.get_board(board), "rodata", [("weights", weights)], weights)
 
 
-def build(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=False,
-          profile=False, output_dir=None, opt="-O2", precompute=True):
-    """Generates and builds the program into `output_dir` (a new temporary folder, which the
-    caller removes, if None); returns (generated, executable, inputs).
-
-    Raises DoesNotFitError before compiling when the model cannot fit the board (`check_fits`).
-    """
-    board = qemu.get_board(board)
+def _prepare(tflite_bytes, board, inputs, seed, precompute):
+    """Code generation, the inputs and the fit check: everything before the compiler."""
     _check_weights_fit(tflite_bytes, board)
     generated = codegen.generate(tflite_bytes, precompute=precompute)
     if isinstance(inputs, int):
@@ -279,7 +296,11 @@ def build(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace
         inputs = random_inputs(generated.input.shape, inputs, seed)
     inputs = [np.asarray(x, dtype=np.int8).reshape(generated.input.shape) for x in inputs]
     check_fits(generated, board, len(inputs))
-    folder = pathlib.Path(output_dir or tempfile.mkdtemp(prefix="tfedge-mcu-"))
+    return generated, inputs
+
+
+def _compile(generated, inputs, board, folder, *, dsp, trace, profile, opt):
+    folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in generated.files.items():
         (folder / name).write_text(text)
@@ -291,9 +312,22 @@ def build(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace
     if trace or profile:
         defines["TFEDGE_TRACE"] = None
     sources = [folder / "model.c", folder / "main.c"] + codegen.runtime_sources()
-    executable = qemu.build(sources, include_dirs=[folder, codegen.runtime_dir()],
-                            defines=defines, board=board, output_dir=folder, opt=opt,
-                            name="model")
+    return qemu.build(sources, include_dirs=[folder, codegen.runtime_dir()], defines=defines,
+                      board=board, output_dir=folder, opt=opt, name="model")
+
+
+def build(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=False,
+          profile=False, output_dir=None, opt="-O2", precompute=True):
+    """Generates and builds the program into `output_dir` (a new temporary folder, which the
+    caller removes, if None); returns (generated, executable, inputs).
+
+    Raises DoesNotFitError before compiling when the model cannot fit the board (`check_fits`).
+    """
+    board = qemu.get_board(board)
+    generated, inputs = _prepare(tflite_bytes, board, inputs, seed, precompute)
+    folder = output_dir or tempfile.mkdtemp(prefix="tfedge-mcu-")
+    executable = _compile(generated, inputs, board, folder, dsp=dsp, trace=trace,
+                          profile=profile, opt=opt)
     return generated, executable, inputs
 
 
@@ -333,20 +367,31 @@ def run(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=F
 
     Returns an `McuResult`. Raises DoesNotFitError (before compiling) for a model too big for
     the board, codegen.CodegenError for a model the runtime cannot run, qemu.BuildError /
-    QemuError / QemuTimeoutError for build and run failures.
+    QemuError / QemuTimeoutError for build and run failures, LiteRTError when LiteRT cannot
+    run the model.
     """
     started = time.monotonic()
+    board = qemu.get_board(board)
+    generated, inputs = _prepare(tflite_bytes, board, inputs, seed, precompute)
+    # the reference first: a model LiteRT refuses is reported before minutes of compiling
+    expected, tensors = reference_outputs(tflite_bytes, inputs, with_intermediates=trace)
     with build_folder(output_dir, keep=keep_build) as folder:
-        generated, executable, inputs = build(tflite_bytes, board, inputs=inputs, seed=seed,
-                                              dsp=dsp, trace=trace, output_dir=folder,
-                                              precompute=precompute)
+        executable = _compile(generated, inputs, board, folder, dsp=dsp, trace=trace,
+                              profile=False, opt="-O2")
         result = qemu.run(executable, timeout_s=timeout_s).check()
         sizes = executable.sizes
     reports = result.reports
+    wanted = [f"instructions{i}" for i in range(len(inputs))] + ["stack_used"]
+    try:
+        outputs = [result.hex(f"output{i}") for i in range(len(inputs))]
+        missing = next((key for key in wanted if key not in reports), None)
+    except KeyError as exc:
+        missing = exc.args[0]
+    if missing is not None:
+        raise qemu.QemuError(f"the program exited 0 without printing everything it should "
+                             f"(missing: {missing}); output: {result.stdout[-500:]!r}")
     overhead = calibration(board).overhead
-    outputs = [result.hex(f"output{i}") for i in range(len(inputs))]
     instructions = [reports[f"instructions{i}"] - overhead for i in range(len(inputs))]
-    expected, tensors = reference_outputs(tflite_bytes, inputs, with_intermediates=trace)
     expected = [np.asarray(e).astype(np.int8).tobytes() for e in expected]
     mismatched = sum(int(np.count_nonzero(np.frombuffer(a, np.int8) != np.frombuffer(b, np.int8)))
                      for a, b in zip(outputs, expected))
@@ -362,9 +407,9 @@ def run(tflite_bytes, board="mps2-an386", *, inputs=5, seed=0, dsp=True, trace=F
         for op, tensor in generated.trace_tensors:
             k = seen.get(op, 0)
             seen[op] = k + 1
-            want = zlib.crc32(np.asarray(tensors[tensor]).astype(np.int8).tobytes())
             got = printed.get(op, [])
-            if k >= len(got) or got[k] != want:
+            if tensor not in tensors or k >= len(got) or \
+                    got[k] != zlib.crc32(np.asarray(tensors[tensor]).astype(np.int8).tobytes()):
                 bad.append((op, generated.ops[op]))
         trace_mismatches = tuple(dict.fromkeys(bad))
     return McuResult(
@@ -401,10 +446,11 @@ def profile(tflite_bytes, board="mps2-an386", *, inputs=1, seed=0, dsp=True, tim
     program is the one `run` builds, with a counter read around every op; the counts add up to
     `run`'s within 1% (the hook's call costs a few instructions per op beyond the counter's
     calibrated overhead). `output_dir` and `keep_build` as for `run`."""
+    board = qemu.get_board(board)
+    generated, inputs = _prepare(tflite_bytes, board, inputs, seed, precompute)
     with build_folder(output_dir, keep=keep_build) as folder:
-        generated, executable, inputs = build(tflite_bytes, board, inputs=inputs, seed=seed,
-                                              dsp=dsp, profile=True, output_dir=folder,
-                                              precompute=precompute)
+        executable = _compile(generated, inputs, board, folder, dsp=dsp, trace=False,
+                              profile=True, opt="-O2")
         reports = qemu.run(executable, timeout_s=timeout_s).check().reports
     overhead = calibration(board).overhead
     hooks = collections.Counter(op for op, _ in generated.trace_tensors)  # calls per inference
@@ -417,6 +463,6 @@ def profile(tflite_bytes, board="mps2-an386", *, inputs=1, seed=0, dsp=True, tim
     return rows
 
 
-__all__ = ["DoesNotFitError", "McuResult", "OpProfile", "build", "build_folder", "calibration",
+__all__ = ["DoesNotFitError", "LiteRTError", "McuResult", "OpProfile", "build", "build_folder", "calibration",
            "check_fits", "harness_source", "profile", "random_inputs", "reference_outputs",
            "run"]

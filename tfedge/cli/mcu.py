@@ -179,7 +179,7 @@ def _profile(model):
 def main(argv):
     command, model = _read_model(argv)
     from tfedge.converters import tflite_reader
-    from tfedge.microcontroller import codegen, qemu
+    from tfedge.microcontroller import codegen, mcu, qemu
 
     try:
         if command == "codegen":
@@ -189,5 +189,5 @@ def main(argv):
                 qemu.find_toolchain()  # raises ToolchainError naming the Debian packages
             (_run if command == "run" else _profile)(model)
     except (tflite_reader.TFLiteFormatError, codegen.CodegenError, qemu.ToolchainError,
-            qemu.BuildError, qemu.QemuError, OSError, ValueError) as exc:
+            qemu.BuildError, qemu.QemuError, mcu.LiteRTError, OSError, ValueError) as exc:
         _fail(str(exc))
