@@ -1,39 +1,65 @@
-"""Fuzzes tfedge's pure-Python .tflite reader with hypothesis: TFLiteFormatError is the only
-exception it may raise, and no input may make it hang.
+"""Fuzzes what tfedge does with an untrusted .tflite: the pure-Python reader, the C code
+generator (`tfedge mcu codegen`), the firmware export (`tfedge export-c`) and lint. Each may
+only fail with one of tfedge's own errors, which the command line prints as one line; any other
+exception, or a hang, is a bug.
 
-    .venv/bin/python benchmarks/fuzz_reader.py [--cases=10000] [--model=PATH ...] [--seed=0]
-        [--timeout=2] [--reproducer=fuzz_reader_failure.bin]
+    .venv/bin/python benchmarks/fuzz_reader.py [--cases=10000] [--semantic_cases=10000]
+        [--cli_cases=100] [--tflm_cases=100] [--model=PATH ...] [--seed=0] [--timeout=5]
+        [--reproducer=fuzz_reader_failure.bin]
 
-Without --model it builds MobileNetV3-Small (width 0.35, 32x32x1, untrained, BatchNorm statistics
-moved towards the random calibration images) and converts it with tfedge.converters.to_int8.
-The cases are split over five phases: random bytes (behind a TFL3 identifier and a root offset
-inside the buffer), truncations of the model, byte mutations and 32-bit field mutations of the
-flatbuffer's structure (the bytes outside the weight buffers, where tables, vtables and offsets
-live), and 32-bit mutations around the builtin options tables. Every case that parses is used
-the way a caller would: each op's options decoded, every buffer read, every tensor's size
-computed, the model hashed.
+Without --model it builds a tiny full-int8 model with one of nearly every op the C runtime has
+(`_mutate.every_op_model`: 8x8x3, PAD, CONV_2D, DEPTHWISE_CONV_2D, HARD_SWISH, LOGISTIC, MUL,
+ADD, RESHAPE, TRANSPOSE, SPLIT_V, CONCATENATION, MAX_POOL_2D, AVERAGE_POOL_2D, MEAN,
+FULLY_CONNECTED, SOFTMAX), so that code generation of a case takes milliseconds.
 
-Prints one row per phase: cases run, how many parsed, how many raised TFLiteFormatError, the
-number of distinct error messages (and of message kinds, digits masked), and seconds. Any other
-exception, or a case running over --timeout seconds, is a failure: hypothesis shrinks it, the
-script prints the exception and the reproducer (written to --reproducer) and exits with 1.
+Byte phases (--cases, split evenly): random bytes (behind a TFL3 identifier and a root offset),
+truncations, byte mutations and 32-bit field mutations of the flatbuffer's structure (the bytes
+outside the weight buffers), and 32-bit mutations around the builtin options tables. Most of
+these break the structure, so the reader refuses them. The semantic phase (--semantic_cases)
+edits the model through LiteRT's flatbuffer object API (`_mutate.Mutator`: shapes up to 2**31 - 1,
+NaN scales, out-of-range zero points, short buffers, ops wired to the wrong tensors, extreme
+options, swapped opcodes, names holding C code, odd subgraphs) and packs it again, so that most
+cases parse and reach the consumers.
+
+Every case that parses is used the way the commands use it: each op's options decoded, every
+buffer read and tensor sized; `codegen.generate` (TFLiteFormatError or CodegenError allowed);
+`firmware.export(int8_kernels=True, arena=False, template=True)` (tfedge's own errors allowed);
+`lint.lint`. An allowed error must be raised by tfedge's code with a non-empty message. Then
+--cli_cases parsed semantic cases run through the real `tfedge mcu codegen` and `tfedge
+export-c --noarena` commands (exit status 0, 1 or 2, stderr without "Traceback", the error on
+one line), and --tflm_cases through `firmware.export` with the arena measured by the TFLM host
+interpreter (its crashes must come back as TFLMError from the subprocess).
+
+Prints one row per phase: cases run, how many parsed, the reader's refusals, how many code
+generation and export compiled or refused, the distinct error kinds (digits masked), and
+seconds. A failure is shrunk by hypothesis; the script prints it and the reproducer (written to
+--reproducer) and exits with 1.
 """
 
 import argparse
 import collections
+import os
 import re
 import signal
 import struct
+import subprocess
 import sys
+import tempfile
 import time
+import traceback
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from _tables import table  # benchmarks/_tables.py, next to this script
+import _mutate  # benchmarks/_mutate.py, next to this script
+from _tables import table, write_results
+from tfedge.converters import firmware, lint
 from tfedge.converters.tflite_reader import TFLiteFormatError, read_tflite
+from tfedge.microcontroller import codegen
 
 PHASES = ("random bytes", "truncation", "byte mutation", "field mutation", "options mutation")
+SEMANTIC = "semantic mutation"
+_TFEDGE = os.path.dirname(os.path.dirname(os.path.abspath(firmware.__file__)))
 # 32-bit values that hit the reader's bounds checks: zero, small, sign bit, all ones, and
 # values near the file size (filled in per model).
 _FIELD_VALUES = (0, 1, 4, 0xFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
@@ -48,19 +74,7 @@ def _on_alarm(signum, frame):
 
 
 def _build_default_model():
-    import numpy as np
-
-    import tfedge
-    from tfedge import models
-    from tfedge.converters import to_int8
-
-    tfedge.training.seed_everything(0)
-    images = np.random.default_rng(0).random((16, 32, 32, 1), np.float32)
-    model = models.build("mobilenet_v3_small", input_shape=(32, 32, 1), num_classes=10,
-                         width=0.35)
-    for _ in range(20):  # BatchNorm statistics towards the data, as tests/models/test_zoo.py does
-        model(images, training=True)
-    return "mobilenet_v3_small-0.35 int8", to_int8(model, images, num_samples=16)
+    return "every-op int8", _mutate.every_op_model()
 
 
 def _use(model):
@@ -78,7 +92,8 @@ def _use(model):
 
 
 class _Target:
-    """One model to mutate: its bytes, its structure positions and its options tables."""
+    """One model to mutate: its bytes, its structure positions, its options tables, and its
+    semantic mutator."""
 
     def __init__(self, name, data):
         model = read_tflite(data)  # the unmutated model must parse
@@ -93,6 +108,40 @@ class _Target:
         self.options = sorted({k for s in starts for k in range(max(s - 16, 0),
                                                                  min(s + 40, len(data) - 3))})
         self.values = _FIELD_VALUES + (len(data) - 4, len(data), len(data) + 4)
+        self.mutator = _mutate.Mutator(data, name)
+
+
+class _Refused(Exception):
+    """A consumer refused a case with an error it may raise (see `_consume`)."""
+
+
+# consumer -> the exception types it may raise (each also a ValueError or RuntimeError of
+# tfedge's own raising, see _allowed)
+def _consumers():
+    from tfedge.converters import op_resolver, tflm
+
+    allowed_export = (TFLiteFormatError, op_resolver.UnsupportedOpError, tflm.TFLMError,
+                      ValueError)
+    return {
+        "codegen": (lambda case: codegen.generate(case), (TFLiteFormatError,
+                                                          codegen.CodegenError)),
+        "export": (lambda case: firmware.export(case, int8_kernels=True, arena=False,
+                                                template=True), allowed_export),
+        "lint": (lambda case: lint.lint(case), (TFLiteFormatError,)),
+    }
+
+
+def _allowed(exc, types):
+    """An error a command turns into its one-line message: of an allowed type, with a message,
+    and raised on purpose by tfedge: a class of tfedge's own, or a `raise` statement in tfedge's
+    code (not a ValueError from numpy, or from a builtin such as max() on tfedge's behalf)."""
+    if not isinstance(exc, types) or not str(exc).strip():
+        return False
+    if type(exc).__module__.startswith("tfedge."):
+        return True
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and os.path.abspath(frames[-1].filename).startswith(_TFEDGE) and \
+        (frames[-1].line or "").lstrip().startswith("raise ")
 
 
 def _case(target: _Target, phase: str, draw):
@@ -102,6 +151,8 @@ def _case(target: _Target, phase: str, draw):
         body = draw(st.binary(min_size=8, max_size=2048))
         root = draw(st.integers(0, len(body) - 1))
         return struct.pack("<I", root) + b"TFL3" + body[8:], f"{len(body)} random bytes"
+    if phase == SEMANTIC:
+        return target.mutator.mutate(draw)
     if phase == "truncation":
         length = draw(st.integers(0, len(data) - 1))
         return data[:length], f"{target.name} truncated to {length} bytes"
@@ -121,7 +172,13 @@ def _case(target: _Target, phase: str, draw):
     return bytes(case), f"{target.name} with " + ", ".join(edits)
 
 
-def _run_phase(targets, phase, cases, seed_value, timeout, stats, failure):
+def _kind(message):
+    return re.sub(r"-?\d+", "#", message.splitlines()[0])[:150]
+
+
+def _run_phase(targets, phase, cases, seed_value, timeout, stats, failure, keep):
+    consumers = _consumers()
+
     @seed(seed_value)
     @settings(max_examples=cases, deadline=None, database=None, derandomize=False,
               phases=[Phase.generate, Phase.shrink], print_blob=False,
@@ -132,25 +189,38 @@ def _run_phase(targets, phase, cases, seed_value, timeout, stats, failure):
         case, description = _case(target, phase, draw_data.draw)
         stats["cases"] += 1
         signal.setitimer(signal.ITIMER_REAL, timeout)
+        stage = "reader"
         try:
-            model = read_tflite(case)
-            _use(model)
+            try:
+                model = read_tflite(case)
+                _use(model)
+            except TFLiteFormatError as exc:
+                if not str(exc):
+                    raise AssertionError("TFLiteFormatError without a message") from exc
+                stats["errors"] += 1
+                stats["kinds"]["reader: " + _kind(str(exc))] += 1
+                return
             stats["parsed"] += 1
-        except TFLiteFormatError as exc:
-            message = str(exc)
-            stats["errors"] += 1
-            stats["messages"][message] += 1
-            stats["kinds"][re.sub(r"-?\d+", "#", message)] += 1
-            if not message:
-                failure.update(case=case, description=description, error="empty message")
-                raise AssertionError("TFLiteFormatError without a message")
+            if len(keep) < keep.maxlen and phase == SEMANTIC:
+                keep.append(case)
+            for stage, (consume, types) in consumers.items():
+                try:
+                    consume(case)
+                    stats[f"{stage} ok"] += 1
+                except Exception as exc:  # noqa: BLE001 - sorted into allowed and bugs
+                    if not _allowed(exc, types):
+                        raise
+                    stats[f"{stage} refused"] += 1
+                    stats["kinds"][f"{stage}: " + _kind(str(exc))] += 1
         except _Hang:
             failure.update(case=case, description=description,
-                           error=f"no result after {timeout} s (hang)")
+                           error=f"{stage}: no result after {timeout} s (hang)")
             raise
         except Exception as exc:  # noqa: BLE001 - anything else is the bug being hunted
+            where = traceback.extract_tb(exc.__traceback__)[-1]
             failure.update(case=case, description=description,
-                           error=f"{type(exc).__name__}: {exc}")
+                           error=f"{stage}: {type(exc).__name__}: {exc} (at "
+                                 f"{where.filename}:{where.lineno})")
             raise
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -158,21 +228,83 @@ def _run_phase(targets, phase, cases, seed_value, timeout, stats, failure):
     fuzz()
 
 
+def _cli_cases(cases, folder):
+    """Runs `tfedge mcu codegen` and `tfedge export-c --noarena` on each case: (rows, failure)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    counts = collections.Counter()
+    for k, case in enumerate(cases):
+        path = os.path.join(folder, f"case{k}.tflite")
+        with open(path, "wb") as f:
+            f.write(case)
+        for command in (["mcu", "codegen", path, f"--output_dir={folder}/mcu{k}"],
+                        ["export-c", path, f"--output_dir={folder}/fw{k}", "--noarena",
+                         "--int8_kernels", "--template"]):
+            proc = subprocess.run([sys.executable, "-m", "tfedge", *command], capture_output=True,
+                                  text=True, env=env, timeout=120)
+            name = command[0] if command[0] == "export-c" else "mcu codegen"
+            lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+            if proc.returncode not in (0, 1, 2) or "Traceback" in proc.stderr or \
+                    (proc.returncode == 2 and len(lines) != 1):
+                return counts, (case, f"`tfedge {' '.join(command[:1])}` exit "
+                                f"{proc.returncode}: {proc.stderr[-2000:]}")
+            counts[(name, proc.returncode)] += 1
+    return counts, None
+
+
+def _tflm_cases(cases):
+    """firmware.export with the arena measured on TFLM (in its subprocess): (counts, failure)."""
+    from tfedge.converters import op_resolver, tflm
+
+    counts = collections.Counter()
+    for case in cases:
+        try:
+            firmware.export(case, arena=True, timeout=60)
+            counts["ok"] += 1
+        except Exception as exc:  # noqa: BLE001
+            if not _allowed(exc, (TFLiteFormatError, op_resolver.UnsupportedOpError,
+                                  tflm.TFLMError, ValueError)):
+                return counts, (case, f"{type(exc).__name__}: {exc}")
+            counts[type(exc).__name__] += 1
+    return counts, None
+
+
+def _fail(phase, failure, exc, reproducer):
+    with open(reproducer, "wb") as f:
+        f.write(failure.get("case", b""))
+    print(f"FAILURE in phase {phase!r}: {failure.get('error', repr(exc))}")
+    print(f"  case: {failure.get('description', '?')}")
+    print(f"  reproducer: {len(failure.get('case', b''))} bytes written to {reproducer}")
+    return 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=10_000,
-                        help="cases over all phases (default 10000), split evenly")
+                        help="byte-level cases over the five byte phases (default 10000)")
+    parser.add_argument("--semantic_cases", type=int, default=10_000,
+                        help="semantically mutated models (default 10000)")
+    parser.add_argument("--cli_cases", type=int, default=100,
+                        help="parsed semantic cases run through the real commands (default 100)")
+    parser.add_argument("--tflm_cases", type=int, default=100,
+                        help="parsed semantic cases exported with the TFLM arena (default 100)")
     parser.add_argument("--model", action="append", default=[],
-                        help=".tflite file to mutate (repeatable); default: a MobileNetV3-Small "
-                             "converted with tfedge.converters.to_int8")
+                        help=".tflite file to mutate (repeatable); default: the every-op model "
+                             "of benchmarks/_mutate.py")
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0)")
-    parser.add_argument("--timeout", type=float, default=2.0,
+    parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds one case may take before it counts as a hang")
     parser.add_argument("--reproducer", default="fuzz_reader_failure.bin",
                         help="where a failing input is written")
+    parser.add_argument("--results", default=None,
+                        help="write the tables as markdown here (e.g. "
+                             "benchmarks/results/fuzz_reader.md)")
     args = parser.parse_args(argv)
-    if args.cases < len(PHASES):
-        parser.error(f"--cases must be at least {len(PHASES)} (one per phase); got {args.cases}")
+    if args.cases < len(PHASES) and args.cases != 0:
+        parser.error(f"--cases must be 0 or at least {len(PHASES)} (one per phase); got "
+                     f"{args.cases}")
+    for name in ("semantic_cases", "cli_cases", "tflm_cases"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name} must be >= 0; got {getattr(args, name)}")
     if args.timeout <= 0:
         parser.error(f"--timeout must be positive; got {args.timeout}")
 
@@ -190,52 +322,81 @@ def main(argv=None):
               f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
 
     signal.signal(signal.SIGALRM, _on_alarm)
-    per_phase = [args.cases // len(PHASES) + (k < args.cases % len(PHASES))
-                 for k in range(len(PHASES))]
-    rows, everything = [], {"cases": 0, "parsed": 0, "errors": 0, "seconds": 0.0,
-                            "messages": collections.Counter(), "kinds": collections.Counter()}
-    for k, (phase, cases) in enumerate(zip(PHASES, per_phase)):
-        stats = {"cases": 0, "parsed": 0, "errors": 0, "messages": collections.Counter(),
-                 "kinds": collections.Counter()}
+    plan = [(phase, args.cases // len(PHASES) + (k < args.cases % len(PHASES)))
+            for k, phase in enumerate(PHASES)] if args.cases else []
+    plan.append((SEMANTIC, args.semantic_cases))
+    columns = ("cases", "parsed", "errors", "codegen ok", "codegen refused", "export ok",
+               "export refused", "lint ok")
+    keep = collections.deque(maxlen=max(args.cli_cases, args.tflm_cases))
+    rows, total, kinds = [], collections.Counter(), collections.Counter()
+    for k, (phase, cases) in enumerate(plan):
+        if not cases:
+            continue
+        stats = collections.Counter()
+        stats["kinds"] = collections.Counter()
         failure = {}
         started = time.perf_counter()
+        print(f"{phase}: {cases} cases ...", file=sys.stderr, flush=True)
         try:
-            _run_phase(targets, phase, cases, args.seed + k, args.timeout, stats, failure)
+            _run_phase(targets, phase, cases, args.seed + k, args.timeout, stats, failure, keep)
         except BaseException as exc:  # noqa: BLE001 - report, then exit 1
             if isinstance(exc, KeyboardInterrupt) and not failure:
                 raise
-            with open(args.reproducer, "wb") as f:
-                f.write(failure.get("case", b""))
-            print(f"FAILURE in phase {phase!r}: {failure.get('error', repr(exc))}")
-            print(f"  case: {failure.get('description', '?')}")
-            print(f"  reproducer: {len(failure.get('case', b''))} bytes written to "
-                  f"{args.reproducer}; rerun with "
-                  f"tfedge.converters.tflite_reader.read_tflite(open({args.reproducer!r}, "
-                  "'rb').read())")
-            return 1
+            return _fail(phase, failure, exc, args.reproducer)
         seconds = time.perf_counter() - started
-        rows.append([phase, stats["cases"], stats["parsed"], stats["errors"],
-                     len(stats["messages"]), len(stats["kinds"]), f"{seconds:.1f}"])
-        for key in ("cases", "parsed", "errors"):
-            everything[key] += stats[key]
-        everything["messages"].update(stats["messages"])
-        everything["kinds"].update(stats["kinds"])
-        everything["seconds"] += seconds
-    rows.append(["all", everything["cases"], everything["parsed"], everything["errors"],
-                 len(everything["messages"]), len(everything["kinds"]),
-                 f"{everything['seconds']:.1f}"])
-    text, _ = table(["phase", "cases", "parsed", "TFLiteFormatError", "distinct messages",
-                     "distinct kinds", "seconds"], rows)
-    print(f"models: {', '.join(f'{t.name} ({len(t.data)} bytes)' for t in targets)}; "
-          f"seed {args.seed}")
-    print(text)
-    print("\nmost frequent error kinds (digits masked):")
-    for kind, count in everything["kinds"].most_common(8):
-        print(f"  {count:6d}  {kind}")
-    print("\nno exception other than TFLiteFormatError, no hang")
-    if everything["cases"] < args.cases:
-        print(f"note: hypothesis ran {everything['cases']} cases, fewer than --cases="
-              f"{args.cases}")
+        kinds.update(stats.pop("kinds"))
+        rows.append([phase] + [stats[c] for c in columns] + [f"{seconds:.1f}"])
+        total.update({c: stats[c] for c in columns})
+        total["seconds"] += seconds
+    rows.append(["all"] + [total[c] for c in columns] + [f"{total['seconds']:.1f}"])
+    header = ["phase", "cases", "parsed", "TFLiteFormatError", "codegen compiled",
+              "codegen refused", "export made", "export refused", "lint ran", "seconds"]
+    text, markdown = table(header, rows)
+    lines = [f"models: {', '.join(f'{t.name} ({len(t.data)} bytes)' for t in targets)}; "
+             f"seed {args.seed}", text, "", "most frequent error kinds (digits masked):"]
+    lines += [f"  {count:6d}  {kind}" for kind, count in kinds.most_common(12)]
+    print("\n".join(lines), flush=True)
+
+    extra = []
+    if args.cli_cases:
+        with tempfile.TemporaryDirectory(prefix="tfedge-fuzz-") as folder:
+            started = time.perf_counter()
+            counts, failed = _cli_cases(list(keep)[:args.cli_cases], folder)
+            if failed:
+                return _fail("command line", {"case": failed[0], "error": failed[1]}, None,
+                             args.reproducer)
+            extra.append(f"command line: {args.cli_cases} parsed semantic cases through `tfedge "
+                         "mcu codegen` and `tfedge export-c --noarena --int8_kernels --template`"
+                         f" in {time.perf_counter() - started:.0f} s: exit status per command "
+                         + ", ".join(f"{name} {code}: {n}" for (name, code), n
+                                     in sorted(counts.items()))
+                         + "; no traceback, every error on one line")
+    if args.tflm_cases:
+        started = time.perf_counter()
+        counts, failed = _tflm_cases(list(keep)[:args.tflm_cases])
+        if failed:
+            return _fail("TFLM arena", {"case": failed[0], "error": failed[1]}, None,
+                         args.reproducer)
+        extra.append(f"TFLM arena: {args.tflm_cases} parsed semantic cases through "
+                     f"firmware.export(arena=True) in {time.perf_counter() - started:.0f} s: "
+                     + ", ".join(f"{name} {n}" for name, n in sorted(counts.items())))
+    summary = "no exception other than tfedge's own errors, no hang"
+    print("\n".join(extra + [summary]))
+    if args.results:
+        md = [
+            "# Fuzzing the .tflite reader, code generation and export-c", "",
+            f"Output of `.venv/bin/python benchmarks/fuzz_reader.py --cases={args.cases} "
+            f"--semantic_cases={args.semantic_cases} --cli_cases={args.cli_cases} "
+            f"--tflm_cases={args.tflm_cases} --seed={args.seed}` on "
+            f"{', '.join(t.name for t in targets)} ({len(targets[0].data)} bytes).", "",
+            "Every parsed case went through `codegen.generate` (`tfedge mcu codegen`), "
+            "`firmware.export(int8_kernels=True, template=True)` (`tfedge export-c`) and "
+            "`lint.lint`; a refusal counts only when it is one of tfedge's own errors, raised "
+            "by tfedge's code with a message.", "", markdown, "",
+            "Most frequent error kinds (digits masked):", "",
+            *[f"- {count}: {kind}" for kind, count in kinds.most_common(12)], "",
+            *[f"{line}." for line in extra], "", summary + ".", ""]
+        write_results(args.results, "\n".join(md))
     return 0
 
 
