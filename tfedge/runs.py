@@ -33,6 +33,7 @@ worker 0, writes the checkpoints and artifacts, the others write theirs to a tem
 TensorFlow requires) and "tpu" (`TPUStrategy`).
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -112,6 +113,12 @@ class RunConfig:
         _validate(self)
 
 
+# The smallest input height and width (`tfedge train` and `tfedge compress`). Every zoo factory
+# builds down to 1x1 inputs (padding "same" everywhere), so the limit is the data's, not the
+# models': the embedded digits are 8x8, and smaller inputs train to chance.
+MIN_INPUT_SIZE = 8
+
+
 def _fail(field, value, expectation):
     raise ValueError(f"`{field}` {expectation}. Received: {field}={value!r}")
 
@@ -129,7 +136,7 @@ def _validate(c):
                            ("strategy", STRATEGIES), ("quantize", QUANTIZE)):
         if getattr(c, field) not in allowed:
             _fail(field, getattr(c, field), f"must be one of {list(allowed)}")
-    for field, minimum in (("epochs", 1), ("batch_size", 1), ("input_size", 8),
+    for field, minimum in (("epochs", 1), ("batch_size", 1), ("input_size", MIN_INPUT_SIZE),
                            ("finetune_epochs", 1), ("prune_channels_steps", 1),
                            ("calibration_samples", 1), ("tflm_inputs", 1),
                            ("warmup_epochs", 0)):
@@ -163,8 +170,10 @@ def _validate(c):
     if c.dropout is not None and not 0 <= c.dropout < 1:
         _fail("dropout", c.dropout, "must be in [0, 1)")
     from tfedge.augment import Augment
+    from tfedge.converters import c_array
 
     Augment.from_flag(c.augment, (c.input_size, c.input_size, c.channels))
+    c_array.check_symbol(c.symbol)  # before training, not at the final save
 
 
 # ---------------------------------------------------------------------------------------------
@@ -691,6 +700,11 @@ def train(config, *, on_batch=None):
     Raises ValueError for a bad config and RunError for what stops a run (nothing to resume,
     an unwritable checkpoint, a missing TF_CONFIG, ...), each before or without losing work.
     """
+    with contextlib.ExitStack() as cleanup:
+        return _train(config, on_batch, cleanup)
+
+
+def _train(config, on_batch, cleanup):
     from tfedge import data, models, training
     from tfedge._keras import keras, tf
 
@@ -702,6 +716,14 @@ def train(config, *, on_batch=None):
                        "--resume to carry on, or choose another --output_dir")
     strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
+    if chief:  # one run per folder (the other workers write into folders of their own)
+        try:
+            cleanup.enter_context(_io.FolderLock(output_dir))
+        except _io.FolderLockedError as exc:
+            holder = f"process {exc.pid}" if exc.pid is not None else "another process"
+            raise RunError(f"{output_dir} is in use by {holder}, another run writing there (it "
+                           f"holds {exc.lock_file}); wait for it to end, or choose another "
+                           "--output_dir") from None
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
     saved_batch = previous.state.get("global_batch") if previous is not None else None

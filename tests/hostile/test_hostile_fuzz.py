@@ -25,7 +25,8 @@ _TFEDGE = os.path.dirname(os.path.dirname(os.path.abspath(firmware.__file__)))
 
 
 def _load_mutate():
-    spec = importlib.util.spec_from_file_location("_tfedge_bench_mutate", _BENCHMARKS / "_mutate.py")
+    spec = importlib.util.spec_from_file_location("_tfedge_bench_mutate",
+                                                  _BENCHMARKS / "_mutate.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

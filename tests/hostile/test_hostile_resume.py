@@ -398,3 +398,23 @@ def test_other_checkpoint_write_errors_are_run_errors_too(run, monkeypatch):
     assert ": PermissionDeniedError: " in str(info.value) and "Permission denied. The " \
         "checkpoints written before it are intact" in str(info.value)
     assert sorted(os.listdir(run / "checkpoints")) == ["epoch-0001", "epoch-0002", "latest.json"]
+
+
+# ---- one run per folder, a symbol checked before training -----------------------------------
+
+
+def test_a_folder_in_use_is_refused(run):
+    from tfedge import _io
+
+    before = snapshot(run)
+    with _io.FolderLock(run):
+        with pytest.raises(runs.RunError, match=rf"{run} is in use by process {os.getpid()}, "
+                           "another run writing there"):
+            runs.train(config(run))
+    assert snapshot(run) == before  # the lock file went with the lock
+
+
+def test_a_reserved_symbol_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="must not be 'kTensorArenaSize'"):
+        runs.RunConfig(**SMALL, output_dir=str(tmp_path / "run"), symbol="kTensorArenaSize")
+    assert not (tmp_path / "run").exists()

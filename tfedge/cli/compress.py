@@ -23,12 +23,7 @@ from absl import app, flags
 
 from tfedge import _io, data, models
 from tfedge.converters import c_array
-
-# The smallest --input_size, the same as `tfedge train`'s (tfedge/runs.py `_validate`, which
-# does not expose it: keep the two in step). Every zoo factory builds down to 1x1 inputs
-# (padding "same" everywhere), so the limit is the data's, not the models': the embedded
-# digits are 8x8 and smaller inputs train to chance.
-MIN_INPUT_SIZE = 8
+from tfedge.runs import MIN_INPUT_SIZE  # the smallest --input_size, the same as tfedge train's
 
 _MODEL = flags.DEFINE_enum("model", "mobilenet_v2", models.names(), "Model factory to build.")
 _WIDTH = flags.DEFINE_float("width", 0.35, "Channel multiplier of the model.", lower_bound=0.01)

@@ -22,7 +22,8 @@ keeps it). A model too big for the board's flash or RAM is refused before compil
 numbers.
 
 Exit status: 0 when the outputs are bit-exact (codegen, profile: when done), 1 when they
-differ, 2 when the model could not be compiled, built or run (the message on stderr starts with "tfedge mcu: error:").
+differ, 2 when the model could not be compiled, built or run (the message on stderr starts with
+"tfedge mcu: error:").
 """
 
 import json
