@@ -464,5 +464,5 @@ def profile(tflite_bytes, board="mps2-an386", *, inputs=1, seed=0, dsp=True, tim
 
 
 __all__ = ["DoesNotFitError", "LiteRTError", "McuResult", "OpProfile", "build", "build_folder",
-           "calibration", "check_fits", "harness_source", "profile", "random_inputs", "reference_outputs",
-           "run"]
+           "calibration", "check_fits", "harness_source", "profile", "random_inputs",
+           "reference_outputs", "run"]
