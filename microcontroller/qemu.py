@@ -656,7 +656,8 @@ def run(
       timeout_s: wall-clock limit; past it QEMU is killed and `QemuTimeoutError` is raised.
       stdin: bytes (or text) the program reads from stdin (sent over the UART, after a 4-byte
         length); the program reads end-of-file after them, at once if None.
-      cwd: QEMU's working folder (the program itself has no access to files).
+      cwd: QEMU's working folder; the executable's folder if None (the program itself has no
+        access to files).
       icount_shift: each instruction takes 2**icount_shift ns of virtual time. The board
         support's tfedge_counter_read() converts ticks to instructions for 0, the default.
 
@@ -668,6 +669,8 @@ def run(
             f"`timeout_s` must be a positive number. Received: timeout_s={timeout_s!r}"
         )
     command = qemu_command(executable, board, icount_shift=icount_shift, toolchain=toolchain)
+    if cwd is None:
+        cwd = _resolve(executable, board)[0].parent
     if isinstance(stdin, str):
         stdin = stdin.encode()
     stdin = bytes(stdin or b"")
