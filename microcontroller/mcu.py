@@ -246,14 +246,16 @@ def _check_region(board, part, needs, total):
     if total <= region.size:
         return
     items = ", ".join(f"{what} {size:,}" for what, size in needs if size)
-    others = ", ".join(f"{b.name} {_human(b.capacity(part))}" for b in qemu.BOARDS.values()
-                       if b.name != board.name)
+    roomier = [f"{b.name}: {_human(b.capacity(part))}" for b in qemu.BOARDS.values()
+               if b.capacity(part) > region.size]
+    tables = any(what == "kernel tables" and size for what, size in needs)
     raise DoesNotFitError(
         f"the model does not fit {board.name}: its {region.name} ({_human(region.size)}, "
         f"for {', '.join(region.holds)}) would need at least {total:,} bytes ({items}). "
-        "Make the model smaller (a smaller width or input size, tfedge.prune_channels; "
-        "--noprecompute leaves the DSP tables out of flash) or use a board with more room for "
-        f"{part} ({others})")
+        "Make the model smaller (a smaller width or input size, tfedge.prune_channels"
+        + ("; --noprecompute leaves the DSP tables out of flash" if tables else "") + ")"
+        + (f" or use a board with more room for {part} ({', '.join(roomier)})" if roomier
+           else ""))
 
 
 def check_fits(generated, board, num_inputs=1):
