@@ -15,17 +15,37 @@
 Every conversion fixes the batch dimension to 1, which keeps SHAPE and STRIDED_SLICE ops of a
 dynamic batch out of the microcontroller graph. Weights of the integer modes are quantized per
 channel (the converter's default).
+
+The full-integer modes calibrate in a worker process (`_calibration_worker.py`, one per
+process, started by the first such conversion and reused): TensorFlow's calibrator can crash
+the process it runs in (it segfaults on LSTM and GRU layers that are not unrolled), and there a
+crash becomes a ConversionError that names the layers to blame and what to do. The graph
+conversion itself stays in this process, and the bytes are those of an in-process conversion.
 """
 
+import atexit
 import contextlib
 import gzip
+import importlib.resources
+import inspect
 import itertools
+import json
 import logging
+import os
 import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 import warnings
 
 import numpy as np
 
+from tfedge.converters import _calibration_worker as _protocol
 from tfedge.converters import tflite_reader
 
 class ConversionError(RuntimeError):
@@ -180,6 +200,8 @@ def _convert(converter, model, mode):
     try:
         with _quiet_converter():
             return converter.convert()
+    except ConversionError:
+        raise  # the calibration worker's own report (a crash, a hang, a TensorFlow mismatch)
     except Exception as exc:
         lines = list(dict.fromkeys(line for line in str(exc).splitlines() if line.strip()))
         message = f"TFLite conversion of {model.name} to {mode} failed: " + "\n".join(lines)
@@ -217,16 +239,430 @@ def _to_full_integer(model, representative_data, activations, num_samples, num_b
     # Materialize the calibration set once: the converter may iterate it more than once.
     samples = list(representative_samples(representative_data, input_shape, num_samples,
                                           num_batches=num_batches))
+    _start_calibration_worker()  # it imports TensorFlow while the graph converts here
     converter = converter_for(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: iter(samples)
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, ops_set)]
     converter.inference_input_type = getattr(tf, input_type)
     converter.inference_output_type = getattr(tf, output_type)
+    _calibrate_in_worker(converter, model, mode, samples)
     tflite_bytes = _convert(converter, model, mode)
     check_full_integer(tflite_bytes, activations, input_type=input_type,
                        output_type=output_type)
     return tflite_bytes
+
+
+# --- TensorFlow's calibrator, isolated in a worker process.
+#
+# Full-integer conversion is two steps: the MLIR converter turns the graph into a float
+# `.tflite` (in this process: it reports errors rather than crashing), then
+# `TFLiteConverterBase._quantize` runs the TFLite interpreter over the calibration samples and
+# quantizes the model. That second step can kill the process (TF 2.21 segfaults on recurrent
+# layers that are not unrolled), so it runs in `_calibration_worker.py`: one child per process,
+# started on first use, reused by later conversions, replaced after a crash or a timeout and
+# stopped at exit. The child exits on its own when its stdin closes or its parent is gone.
+
+CALIBRATION_TIMEOUT_BASE = 600  # seconds
+CALIBRATION_TIMEOUT_PER_SAMPLE = 2  # seconds
+
+
+def calibration_timeout(num_samples):
+    """Seconds that one calibration may take in the worker before it is killed:
+    CALIBRATION_TIMEOUT_BASE (600, which also covers the worker's start, importing TensorFlow)
+    plus CALIBRATION_TIMEOUT_PER_SAMPLE (2) per calibration sample. A tiny model calibrates in
+    milliseconds per sample, MobileNetV2-0.35 at 32x32 in about 10 ms; the limit only ends
+    a worker that hangs."""
+    return CALIBRATION_TIMEOUT_BASE + CALIBRATION_TIMEOUT_PER_SAMPLE * num_samples
+
+
+class _WorkerDied(Exception):
+    """The worker ended before it replied: `how` ("SIGSEGV", "exit status 1"), and whether it
+    had `started` (imported TensorFlow and said so)."""
+
+    def __init__(self, how, started):
+        super().__init__(how)
+        self.how, self.started = how, started
+
+
+class _WorkerTimedOut(Exception):
+    pass
+
+
+class _CalibrationWorker:
+    """One running `_calibration_worker.py`, its private temporary folder and its log.
+
+    The folder is the worker's TMPDIR and holds its stderr (`worker.log`, emptied after each
+    answered request); whichever of the two processes outlives the other removes it. The
+    worker's first frame says it has imported TensorFlow (`started`).
+    """
+
+    def __init__(self):
+        self.started = False
+        self.folder = tempfile.mkdtemp(prefix=_protocol.FOLDER_PREFIX)
+        self.log_path = os.path.join(self.folder, "worker.log")
+        self.owner = os.getpid()
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TMPDIR=self.folder, TMP=self.folder,
+                   TEMP=self.folder)
+        try:
+            with open(self.log_path, "ab") as log, \
+                    importlib.resources.as_file(importlib.resources.files(
+                        "tfedge.converters").joinpath("_calibration_worker.py")) as script:
+                self.proc = subprocess.Popen(
+                    [sys.executable, str(script), self.folder], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=log, env=env, bufsize=0)
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+
+    def alive(self):
+        return self.owner == os.getpid() and self.proc.poll() is None
+
+    def log_tail(self, lines=12):
+        """The last lines of the worker's stderr: from a crash, the Python stack that
+        faulthandler printed (without its list of extension modules)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read()[-65536:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+        kept = text.strip().splitlines()
+        if "Fatal Python error" in text:
+            start = max(i for i, line in enumerate(kept) if "Fatal Python error" in line)
+            kept = [line for line in kept[start:] if line.strip()
+                    and not line.startswith("Extension modules")]
+            return "\n".join(kept[:lines])
+        return "\n".join(kept[-lines:])
+
+    def exchange(self, request, timeout):
+        """Sends one request frame and returns the reply (header, payload). Raises _WorkerDied
+        when the worker ends first, _WorkerTimedOut when `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        stdin, stdout = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        os.set_blocking(stdin, False)
+        pending = memoryview(request)
+        received = bytearray()
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdin, selectors.EVENT_WRITE)
+            selector.register(stdout, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _WorkerTimedOut()
+                for key, _ in selector.select(left):
+                    if key.fd == stdin:
+                        try:
+                            pending = pending[os.write(stdin, pending[:1 << 16]):]
+                        except BlockingIOError:
+                            continue
+                        except BrokenPipeError:
+                            pending = pending[:0]  # it died; its stdout says so next
+                        if not pending:
+                            selector.unregister(stdin)
+                        continue
+                    chunk = os.read(stdout, 1 << 20)
+                    if not chunk:
+                        raise _WorkerDied(self._exit_reason(), self.started)
+                    received += chunk
+                    while (frame := _take_frame(received)) is not None:
+                        if self.started:
+                            with open(self.log_path, "wb"):
+                                pass  # empties the log; the worker appends to it
+                            return frame
+                        self.started = bool(frame[0].get("started"))
+
+    def _exit_reason(self):
+        """How the worker ended, once its output has closed."""
+        try:
+            status = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return "its output closed without a reply (it was then killed)"
+        if status < 0:
+            try:
+                return signal.Signals(-status).name
+            except ValueError:
+                return f"signal {-status}"
+        return f"exit status {status}"
+
+    def stop(self, grace=5.0):
+        """Ends the worker (closing its stdin asks it to exit; it is killed after `grace`
+        seconds) and removes its folder. Only the process that started it stops it."""
+        if self.owner != os.getpid():
+            return
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _take_frame(buffer):
+    """Removes the first whole frame from `buffer` (a bytearray) and returns it as (header,
+    payload), or returns None while it is incomplete."""
+    if len(buffer) < _protocol.FRAME.size:
+        return None
+    header_size, payload_size = _protocol.FRAME.unpack_from(buffer)
+    start = _protocol.FRAME.size + header_size
+    end = start + payload_size
+    if len(buffer) < end:
+        return None
+    header = json.loads(bytes(buffer[_protocol.FRAME.size:start]))
+    payload = bytes(buffer[start:end])
+    del buffer[:end]
+    return header, payload
+
+
+_worker = None
+_worker_lock = threading.RLock()  # guards _worker
+_exchange_lock = threading.Lock()  # one request at a time on the worker's pipes
+
+
+def _start_calibration_worker():
+    """The running worker, started (or restarted) if there is none in this process."""
+    global _worker
+    with _worker_lock:
+        if _worker is not None and not _worker.alive():
+            if _worker.owner == os.getpid():
+                _worker.stop(grace=0)
+            _worker = None  # one inherited through fork() belongs to the parent
+        if _worker is None:
+            try:
+                _worker = _CalibrationWorker()
+            except OSError as exc:
+                raise ConversionError(f"cannot start tfedge's calibration worker, a child "
+                                      f"process running {sys.executable!r}: {exc}") from exc
+        return _worker
+
+
+@atexit.register
+def _stop_calibration_worker():
+    global _worker
+    with _worker_lock:
+        if _worker is not None:
+            _worker.stop()
+            _worker = None
+
+
+# What the worker needs of TensorFlow 2.21's converter (tensorflow/lite/python/lite.py).
+def _check_converter(converter):
+    from tfedge._keras import tf
+
+    problems = []
+    quantize = getattr(converter, "_quantize", None)
+    if quantize is None:
+        problems.append("the converter has no _quantize method")
+    else:
+        parameters = tuple(inspect.signature(quantize).parameters)
+        if parameters != _protocol.QUANTIZE_ARGUMENTS:
+            problems.append(f"its _quantize takes {parameters}, not "
+                            f"{_protocol.QUANTIZE_ARGUMENTS}")
+    missing = [name for name in _protocol.CONVERTER_ATTRIBUTES
+               if not hasattr(converter, name)]
+    if missing:
+        problems.append(f"the converter lacks {', '.join(missing)}")
+    registerers = getattr(converter.target_spec, "_experimental_custom_op_registerers", None)
+    if registerers is None:
+        problems.append("its target_spec lacks _experimental_custom_op_registerers")
+    elif registerers:
+        raise ConversionError("custom op registerers cannot reach tfedge's calibration worker "
+                              "(a separate process); tfedge sets none. Received: "
+                              f"{registerers!r}")
+    if problems:
+        raise ConversionError(
+            "tfedge runs TensorFlow's calibrator in a child process, which it knows how to do "
+            f"for TensorFlow 2.21, but TensorFlow {tf.__version__} differs: "
+            f"{'; '.join(problems)}. Install the TensorFlow that tfedge pins "
+            "(pip install 'tensorflow==2.21.*')")
+
+
+def _encode_request(converter, samples, args):
+    from tfedge._keras import tf
+
+    (result, input_type, output_type, activations_type, bias_type, allow_float,
+     enable_variable_quantization, debug_options) = args
+    result = bytes(result)
+    debug_bytes = b"" if debug_options is None else debug_options.SerializeToString()
+    specs, chunks = [], [result, debug_bytes]
+    for sample in samples:
+        if isinstance(sample, dict):
+            raise ConversionError("calibration samples keyed by signature (dicts) are not "
+                                  "supported; give lists of arrays")
+        spec = []
+        for value in sample:
+            array = np.asarray(value)
+            if array.dtype.hasobject:
+                raise ConversionError(f"calibration arrays must be numeric. Received an array "
+                                      f"of dtype {array.dtype}")
+            spec.append([array.dtype.str, list(array.shape)])
+            chunks.append(array.tobytes())  # C order, as the worker reads it back
+        specs.append(spec)
+    header = {
+        "tf_version": tf.__version__,
+        "model": len(result),
+        "debug_options": len(debug_bytes),
+        "debug_options_type": None if debug_options is None else [
+            type(debug_options).__module__, type(debug_options).__name__],
+        "args": {"input_type": _dtype_name(input_type), "output_type": _dtype_name(output_type),
+                 "activations_type": _dtype_name(activations_type),
+                 "bias_type": _dtype_name(bias_type), "allow_float": bool(allow_float),
+                 "enable_variable_quantization": bool(enable_variable_quantization)},
+        "converter": {name: bool(getattr(converter, name))
+                      for name in _protocol.CONVERTER_ATTRIBUTES},
+        "samples": specs,
+    }
+    return _protocol.encode_frame(header, b"".join(chunks))
+
+
+def _dtype_name(dtype):
+    return None if dtype is None else dtype.name
+
+
+def _calibrate_in_worker(converter, model, mode, samples):
+    """Makes `converter` run its calibration and quantization step in the worker process.
+
+    Replaces `_quantize` on this converter object only (never TensorFlow's class): the
+    replacement sends the float model, the samples and the arguments to the worker, which runs
+    TensorFlow's own `TFLiteConverterBase._quantize` on them, and returns its bytes. A worker
+    that dies becomes a ConversionError naming the signal and the likely cause; one that takes
+    longer than `calibration_timeout(len(samples))` is killed and reported likewise.
+    """
+    _check_converter(converter)
+    stage = f"{mode} calibration of {model.name}"
+
+    def quantize(*args):
+        request = _encode_request(converter, samples, args)
+        timeout = calibration_timeout(len(samples))
+        with _exchange_lock:
+            worker = _start_calibration_worker()
+            try:
+                header, payload = worker.exchange(request, timeout)
+            except _WorkerDied as died:
+                log = worker.log_tail()
+                _discard_worker(worker)
+                if died.started:
+                    error = ConversionError(_crash_message(model, stage, died.how))
+                else:
+                    last = log.splitlines()[-1] if log else "nothing"
+                    error = ConversionError(
+                        f"{stage} failed: tfedge's calibration worker (a child process running "
+                        f"{sys.executable!r}) ended with {died.how} before it had imported "
+                        f"TensorFlow; its last log line says: {last}")
+                if log and hasattr(error, "add_note"):
+                    error.add_note(f"The calibration worker's last log lines:\n{log}")
+                raise error from None
+            except _WorkerTimedOut:
+                _discard_worker(worker)
+                raise ConversionError(
+                    f"{stage} did not finish within {timeout:g} s (the limit for "
+                    f"{len(samples)} calibration samples, see tflite.calibration_timeout) and "
+                    "was stopped. If the model is that slow to calibrate, calibrate on fewer "
+                    "samples (num_samples=) or raise tflite.CALIBRATION_TIMEOUT_PER_SAMPLE; "
+                    "or convert with int8 weights and float activations, which needs no "
+                    "calibration: tflite.to_dynamic_range(model) or `tfedge convert "
+                    "--mode=dynamic`") from None
+            except BaseException:
+                _discard_worker(worker)  # interrupted mid-request: its state is unknown
+                raise
+        if header.get("ok"):
+            return payload
+        if header.get("error") == "incompatible":
+            from tfedge._keras import tf
+
+            raise ConversionError(
+                f"{stage} cannot run in tfedge's calibration worker, which knows how to call "
+                f"TensorFlow 2.21's calibrator (this process has TensorFlow {tf.__version__}): "
+                f"{header.get('message')}. Install the TensorFlow that tfedge pins (pip install "
+                "'tensorflow==2.21.*')")
+        raise _CalibrationFailed(header.get("message") or header.get("type") or "unknown error")
+
+    converter._quantize = quantize
+
+
+class _CalibrationFailed(RuntimeError):
+    """TensorFlow's calibrator raised an exception in the worker (reported as in-process)."""
+
+
+def _discard_worker(worker):
+    global _worker
+    with _worker_lock:
+        worker.stop(grace=0)
+        if _worker is worker:
+            _worker = None
+
+
+# Recurrent layers that convert to a WHILE loop, on which TensorFlow 2.21's calibrator crashes,
+# unless unrolled (ConvLSTM layers cannot be).
+def _recurrent_layers(model):
+    """[(layer name, description, class to unroll or None)] of the recurrent layers of `model`
+    (nested models included) that are not unrolled; None where the layer cannot be."""
+    from tfedge._keras import keras
+
+    found = []
+
+    def unrolled(layer):
+        return bool(getattr(layer, "unroll", False))
+
+    def visit(layer):
+        if isinstance(layer, keras.layers.Bidirectional):
+            inner = layer.forward_layer
+            if not (unrolled(layer.forward_layer) and unrolled(layer.backward_layer)):
+                found.append((layer.name, f"Bidirectional {type(inner).__name__}",
+                              _can_unroll(inner)))
+        elif isinstance(layer, keras.layers.RNN):
+            if not unrolled(layer):
+                found.append((layer.name, type(layer).__name__, _can_unroll(layer)))
+        elif isinstance(layer, keras.layers.Wrapper):
+            visit(layer.layer)
+        for child in getattr(layer, "layers", ()) if isinstance(layer, keras.Model) else ():
+            visit(child)
+
+    for layer in model.layers:
+        visit(layer)
+    return found
+
+
+def _can_unroll(layer):
+    name = type(layer).__name__
+    return None if "ConvLSTM" in name or "ConvRNN" in name else name
+
+
+def _crash_message(model, stage, how):
+    message = f"{stage} crashed: TensorFlow's calibrator died with {how}."
+    dynamic = ("convert with int8 weights and float activations, which needs no calibration: "
+               "tflite.to_dynamic_range(model) or `tfedge convert --mode=dynamic` (TFLM cannot "
+               "run such a model).")
+    layers = _recurrent_layers(model)
+    if not layers:
+        return (f"{message} The model has none of the layers known to crash it (recurrent "
+                f"layers without unroll=True). You can still {dynamic}")
+    listed = ", ".join(f"{name!r} ({kind})" for name, kind, _ in layers)
+    layer_s, they, convert, them = (("layers", "they", "convert", "them") if len(layers) > 1
+                                    else ("layer", "it", "converts", "it"))
+    message += (f" The likely cause is its recurrent {layer_s} {listed}: without unroll=True "
+                f"{they} {convert} to a WHILE loop, on which TensorFlow's calibrator crashes.")
+    classes = [layer_class for _, _, layer_class in layers if layer_class]
+    if len(classes) < len(layers):
+        message += " ConvLSTM layers cannot be unrolled."
+    if not classes:
+        return f"{message} For {them}, {dynamic}"
+    gated = [c for c in classes if c in ("LSTM", "GRU")]
+    example = f"keras.layers.{(gated or classes)[0]}(..., unroll=True"
+    message += (f" For full int8, rebuild {them} with unroll=True (it needs a fixed number of "
+                "timesteps)")
+    if gated:
+        example += ", implementation=1"
+        message += (" and implementation=1 (with the default 2, TensorFlow's quantizer often "
+                    "leaves float ops in unrolled LSTM and GRU layers)")
+    return (f"{message}, e.g. {example}), and convert with to_int8 (`tfedge convert "
+            f"--mode=int8`). Or {dynamic}")
 
 
 def to_int8(model, representative_data, *, num_samples=None, num_batches=None,
@@ -240,7 +676,8 @@ def to_int8(model, representative_data, *, num_samples=None, num_batches=None,
     shifts by 128 at the border, for cameras and sensors that produce uint8) or "float32" (a
     QUANTIZE at the input, a DEQUANTIZE at the output: the application passes floats; every
     op inside stays int8). Raises ConversionError if any other float op remains (see
-    `check_full_integer`).
+    `check_full_integer`), or if TensorFlow's calibrator crashes or hangs in its worker process
+    (the error names the layers to blame; see `calibration_timeout`).
     """
     return _to_full_integer(model, representative_data, "int8", num_samples, num_batches,
                             input_type, output_type)
@@ -266,7 +703,7 @@ def to_int16x8(model, representative_data, *, num_samples=None, num_batches=None
 
     `input_type` / `output_type`: "int16" (default) or "float32" (QUANTIZE / DEQUANTIZE at the
     border). Raises ConversionError if any other float op remains or I/O is not of the asked
-    types (`check_full_integer`).
+    types (`check_full_integer`), or if the calibrator crashes or hangs, as `to_int8` does.
     """
     return _to_full_integer(model, representative_data, "int16", num_samples, num_batches,
                             input_type, output_type)

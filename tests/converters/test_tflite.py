@@ -97,3 +97,61 @@ def test_converter_for_fixes_the_batch_and_keeps_float(float_tflite, trained_mod
 
     out = litert.invoke(litert.make_interpreter(float_tflite), [digits.x_val[:1]])[0]
     np.testing.assert_allclose(out, trained_model(digits.x_val[:1]).numpy(), atol=1e-5)
+
+
+# --- TensorFlow's calibrator runs in a worker process (see tflite._calibrate_in_worker).
+
+def test_the_calibration_worker_gives_the_bytes_of_an_in_process_conversion(
+        trained_model, digits, int8_tflite, monkeypatch):
+    exchanges = []
+    exchange = tflite._CalibrationWorker.exchange
+    monkeypatch.setattr(tflite._CalibrationWorker, "exchange",
+                        lambda self, *args: exchanges.append(1) or exchange(self, *args))
+    in_worker_16x8 = tflite.to_int16x8(trained_model, digits.representative(20), num_samples=20)
+    assert len(exchanges) == 1  # int8_tflite, a session fixture, went through the worker too
+    # Without the worker, TensorFlow's own _quantize runs in this process.
+    monkeypatch.setattr(tflite, "_calibrate_in_worker", lambda *args: None)
+    assert tflite.to_int8(trained_model, digits.representative(50), num_samples=50) == \
+        int8_tflite
+    assert tflite.to_int16x8(trained_model, digits.representative(20), num_samples=20) == \
+        in_worker_16x8
+    assert len(exchanges) == 1
+
+
+def test_an_exception_in_the_worker_is_reported_as_in_process_and_keeps_the_worker():
+    from tfedge._keras import keras, tf
+
+    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(2)], name="tiny")
+    wrong = [[np.zeros((1, 4), np.int32)]]  # the model takes float32
+
+    def failure(in_worker):
+        converter = tflite.converter_for(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: iter(wrong)
+        if in_worker:
+            tflite._calibrate_in_worker(converter, model, "int8", wrong)
+        with pytest.raises(tflite.ConversionError) as info:
+            tflite._convert(converter, model, "int8")
+        return str(info.value)
+
+    worker = tflite._start_calibration_worker()
+    message = failure(in_worker=True)
+    assert message.startswith("TFLite conversion of tiny to int8 failed: ")
+    assert "INT32 but expected type FLOAT32" in message
+    assert message == failure(in_worker=False)
+    assert tflite._worker is worker and worker.alive()
+
+
+def test_a_tensorflow_whose_converter_differs_from_2_21_is_refused_by_name():
+    from types import SimpleNamespace
+
+    from tfedge._keras import tf
+
+    stale = SimpleNamespace(_quantize=lambda result, input_type: None,
+                            target_spec=SimpleNamespace())
+    with pytest.raises(tflite.ConversionError, match=(
+            f"for TensorFlow 2.21, but TensorFlow {tf.__version__} differs: its _quantize takes "
+            r"\('result', 'input_type'\).*lacks _experimental_calibrate_only.*target_spec lacks "
+            r"_experimental_custom_op_registerers. Install .*tensorflow==2.21")):
+        tflite._check_converter(stale)
