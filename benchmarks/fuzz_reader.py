@@ -4,8 +4,8 @@ only fail with one of tfedge's own errors, which the command line prints as one 
 exception, or a hang, is a bug.
 
     .venv/bin/python benchmarks/fuzz_reader.py [--cases=10000] [--semantic_cases=10000]
-        [--cli_cases=100] [--tflm_cases=100] [--model=PATH ...] [--seed=0] [--timeout=5]
-        [--reproducer=fuzz_reader_failure.bin]
+        [--cli_cases=100] [--tflm_cases=100] [--run_cases=50] [--model=PATH ...] [--seed=0]
+        [--timeout=5] [--reproducer=fuzz_reader_failure.bin] [--results=PATH.md]
 
 Without --model it builds a tiny full-int8 model with one of nearly every op the C runtime has
 (`_mutate.every_op_model`: 8x8x3, PAD, CONV_2D, DEPTHWISE_CONV_2D, HARD_SWISH, LOGISTIC, MUL,
@@ -27,8 +27,11 @@ buffer read and tensor sized; `codegen.generate` (TFLiteFormatError or CodegenEr
 `lint.lint`. An allowed error must be raised by tfedge's code with a non-empty message. Then
 --cli_cases parsed semantic cases run through the real `tfedge mcu codegen` and `tfedge
 export-c --noarena` commands (exit status 0, 1 or 2, stderr without "Traceback", the error on
-one line), and --tflm_cases through `firmware.export` with the arena measured by the TFLM host
-interpreter (its crashes must come back as TFLMError from the subprocess).
+one line), --tflm_cases through `firmware.export` with the arena measured by the TFLM host
+interpreter (its crashes must come back as TFLMError from the subprocess), and --run_cases of
+the semantic cases that code generation compiled through `mcu.run` on the emulated Cortex-M4,
+every op traced: each must be bit-exact with LiteRT's reference kernels, or refused by LiteRT
+(a differential check that the accepted models compute what TFLite computes).
 
 Prints one row per phase: cases run, how many parsed, the reader's refusals, how many code
 generation and export compiled or refused, the distinct error kinds (digits masked), and
@@ -176,7 +179,7 @@ def _kind(message):
     return re.sub(r"-?\d+", "#", message.splitlines()[0])[:150]
 
 
-def _run_phase(targets, phase, cases, seed_value, timeout, stats, failure, keep):
+def _run_phase(targets, phase, cases, seed_value, timeout, stats, failure, keep, compiled):
     consumers = _consumers()
 
     @seed(seed_value)
@@ -207,6 +210,9 @@ def _run_phase(targets, phase, cases, seed_value, timeout, stats, failure, keep)
                 try:
                     consume(case)
                     stats[f"{stage} ok"] += 1
+                    if stage == "codegen" and phase == SEMANTIC and \
+                            len(compiled) < compiled.maxlen:
+                        compiled.append(case)
                 except Exception as exc:  # noqa: BLE001 - sorted into allowed and bugs
                     if not _allowed(exc, types):
                         raise
@@ -251,6 +257,28 @@ def _cli_cases(cases, folder):
     return counts, None
 
 
+def _run_cases(cases):
+    """Cases that codegen compiled, built and run on the emulated Cortex-M4 against LiteRT's
+    reference kernels (`mcu.run`, every op traced): each must be bit-exact, or refused by LiteRT
+    (which is stricter than the code generator on what it never reads): (counts, failure)."""
+    from tfedge.microcontroller import mcu
+
+    counts = collections.Counter()
+    for case in cases:
+        try:
+            result = mcu.run(case, "mps2-an386", inputs=2, trace=True, timeout_s=120)
+        except mcu.LiteRTError:
+            counts["LiteRT refused"] += 1
+            continue
+        except Exception as exc:  # noqa: BLE001
+            return counts, (case, f"{type(exc).__name__}: {exc}")
+        if not result.exact:
+            return counts, (case, f"not bit-exact: {result.mismatched_bytes} bytes, ops "
+                                  f"{list(result.trace_mismatches)}")
+        counts["bit-exact"] += 1
+    return counts, None
+
+
 def _tflm_cases(cases):
     """firmware.export with the arena measured on TFLM (in its subprocess): (counts, failure)."""
     from tfedge.converters import op_resolver, tflm
@@ -287,6 +315,9 @@ def main(argv=None):
                         help="parsed semantic cases run through the real commands (default 100)")
     parser.add_argument("--tflm_cases", type=int, default=100,
                         help="parsed semantic cases exported with the TFLM arena (default 100)")
+    parser.add_argument("--run_cases", type=int, default=50,
+                        help="semantic cases that codegen compiled, run on the emulated "
+                             "Cortex-M4 against LiteRT (default 50)")
     parser.add_argument("--model", action="append", default=[],
                         help=".tflite file to mutate (repeatable); default: the every-op model "
                              "of benchmarks/_mutate.py")
@@ -302,7 +333,7 @@ def main(argv=None):
     if args.cases < len(PHASES) and args.cases != 0:
         parser.error(f"--cases must be 0 or at least {len(PHASES)} (one per phase); got "
                      f"{args.cases}")
-    for name in ("semantic_cases", "cli_cases", "tflm_cases"):
+    for name in ("semantic_cases", "cli_cases", "tflm_cases", "run_cases"):
         if getattr(args, name) < 0:
             parser.error(f"--{name} must be >= 0; got {getattr(args, name)}")
     if args.timeout <= 0:
@@ -328,6 +359,7 @@ def main(argv=None):
     columns = ("cases", "parsed", "errors", "codegen ok", "codegen refused", "export ok",
                "export refused", "lint ok")
     keep = collections.deque(maxlen=max(args.cli_cases, args.tflm_cases))
+    compiled = collections.deque(maxlen=args.run_cases)
     rows, total, kinds = [], collections.Counter(), collections.Counter()
     for k, (phase, cases) in enumerate(plan):
         if not cases:
@@ -338,7 +370,8 @@ def main(argv=None):
         started = time.perf_counter()
         print(f"{phase}: {cases} cases ...", file=sys.stderr, flush=True)
         try:
-            _run_phase(targets, phase, cases, args.seed + k, args.timeout, stats, failure, keep)
+            _run_phase(targets, phase, cases, args.seed + k, args.timeout, stats, failure, keep,
+                       compiled)
         except BaseException as exc:  # noqa: BLE001 - report, then exit 1
             if isinstance(exc, KeyboardInterrupt) and not failure:
                 raise
@@ -380,6 +413,16 @@ def main(argv=None):
         extra.append(f"TFLM arena: {args.tflm_cases} parsed semantic cases through "
                      f"firmware.export(arena=True) in {time.perf_counter() - started:.0f} s: "
                      + ", ".join(f"{name} {n}" for name, n in sorted(counts.items())))
+    if args.run_cases:
+        started = time.perf_counter()
+        counts, failed = _run_cases(list(compiled))
+        if failed:
+            return _fail("emulated Cortex-M4", {"case": failed[0], "error": failed[1]}, None,
+                         args.reproducer)
+        extra.append(f"emulated Cortex-M4: {len(compiled)} semantic cases that codegen compiled, "
+                     "built and run under QEMU against LiteRT's reference kernels (`mcu.run`, "
+                     f"every op traced) in {time.perf_counter() - started:.0f} s: "
+                     + ", ".join(f"{name} {n}" for name, n in sorted(counts.items())))
     summary = "no exception other than tfedge's own errors, no hang"
     print("\n".join(extra + [summary]))
     if args.results:
@@ -387,7 +430,7 @@ def main(argv=None):
             "# Fuzzing the .tflite reader, code generation and export-c", "",
             f"Output of `.venv/bin/python benchmarks/fuzz_reader.py --cases={args.cases} "
             f"--semantic_cases={args.semantic_cases} --cli_cases={args.cli_cases} "
-            f"--tflm_cases={args.tflm_cases} --seed={args.seed}` on "
+            f"--tflm_cases={args.tflm_cases} --run_cases={args.run_cases} --seed={args.seed}` on "
             f"{', '.join(t.name for t in targets)} ({len(targets[0].data)} bytes).", "",
             "Every parsed case went through `codegen.generate` (`tfedge mcu codegen`), "
             "`firmware.export(int8_kernels=True, template=True)` (`tfedge export-c`) and "

@@ -309,6 +309,87 @@ def _check_op(m, op):
         _fail_op(op, m, f"its padding is {options['padding']!r}, neither SAME nor VALID")
 
 
+def _constant_ints(m, op, index, what):
+    """The values of a constant integer tensor (axes, a permutation, paddings), checked."""
+    if not m.is_constant(index):
+        _fail_op(op, m, f"its {what} are not constant")
+    if m.tensor(index).type_name not in ("INT32", "INT64"):
+        _fail_op(op, m, f"its {what} tensor is {m.tensor(index).type_name}, not INT32")
+    return [int(v) for v in m.constant(index).ravel()]
+
+
+def _expected_shape(m, op):
+    """The output shape (or, where only the size is fixed, the element count as an int) that
+    the kernel of `op` writes, from its inputs; None where `quant` checks the output itself
+    (CONV_2D, DEPTHWISE_CONV_2D, pools) or the emitter does (ADD, MUL, SPLIT)."""
+    x = op.inputs[0]
+    shape = m.shape(x)
+    if op.name in ("HARD_SWISH", "LOGISTIC", "QUANTIZE", "SOFTMAX"):
+        if op.name == "SOFTMAX" and not shape:
+            _fail_op(op, m, "its input is a scalar; SOFTMAX needs at least one dimension")
+        return shape
+    if op.name == "RESHAPE":
+        return m.elements(x)
+    if op.name == "FULLY_CONNECTED":
+        units, depth = m.shape(op.inputs[1])
+        if depth < 1 or m.elements(x) % depth:
+            _fail_op(op, m, f"its input of {m.elements(x)} values is not a whole number of "
+                     f"rows of {depth} (the weights' depth)")
+        return m.elements(x) // depth * units
+    if op.name == "MEAN":
+        axes = _constant_ints(m, op, op.inputs[1], "axes")
+        if any(not -len(shape) <= a < len(shape) for a in axes):
+            _fail_op(op, m, f"its axes {axes} are outside the {len(shape)} dims of its input")
+        reduced = {a % len(shape) for a in axes}
+        return math.prod(d for k, d in enumerate(shape) if k not in reduced)
+    if op.name == "TRANSPOSE":
+        perm = _constant_ints(m, op, op.inputs[1], "permutation")
+        if sorted(p % max(len(shape), 1) for p in perm) != list(range(len(shape))) or \
+                any(not -len(shape) <= p < len(shape) for p in perm):
+            _fail_op(op, m, f"its permutation {perm} is not one of the {len(shape)} dims of "
+                     "its input")
+        return tuple(shape[p] for p in perm)
+    if op.name in ("PAD", "PADV2"):
+        pads = _constant_ints(m, op, op.inputs[1], "paddings")
+        if len(pads) != 2 * len(shape) or any(p < 0 or p > _MAX_PADDING for p in pads):
+            _fail_op(op, m, f"its paddings {pads[:12]} are not [before, after] pairs of "
+                     f"non-negative sizes for the {len(shape)} dims of its input")
+        return tuple(d + pads[2 * k] + pads[2 * k + 1] for k, d in enumerate(shape))
+    if op.name == "CONCATENATION":
+        axis = op.options.get("axis", 0) if op.options else 0
+        rank = len(shape)
+        if not isinstance(axis, int) or not -rank <= axis < rank:
+            _fail_op(op, m, f"its axis {axis!r} is outside the {rank} dims of its inputs")
+        axis %= rank
+        for t in op.inputs[1:]:
+            other = m.shape(t)
+            if len(other) != rank or any(a != b for k, (a, b) in enumerate(zip(shape, other))
+                                         if k != axis):
+                _fail_op(op, m, f"input {m.tensor(t).name!r} has shape {list(other)}, which "
+                         f"does not join {list(shape)} along axis {axis}")
+        return shape[:axis] + (sum(m.shape(t)[axis] for t in op.inputs),) + shape[axis + 1:]
+    return None
+
+
+# Paddings beyond this are no model's: the check keeps the output size arithmetic small.
+_MAX_PADDING = 2**20
+
+
+def _check_output(m, op):
+    """Refuses an op whose output tensor is not exactly what its kernel writes: the generated
+    C must never write past a tensor, whatever the file says."""
+    expected = _expected_shape(m, op)
+    if expected is None:
+        return
+    y = op.outputs[0]
+    got = m.elements(y) if isinstance(expected, int) else m.shape(y)
+    if got != expected:
+        what = "values" if isinstance(expected, int) else "shape"
+        _fail_op(op, m, f"its output {m.tensor(y).name!r} has {what} "
+                 f"{got if isinstance(got, int) else list(got)}, but the op makes "
+                 f"{expected if isinstance(expected, int) else list(expected)}")
+
+
 def _fail_op(op, model, why):
     outputs = ", ".join(repr(model.tensor(t).name) for t in op.outputs)
     raise CodegenError(f"op #{op.index} {op.name} (output {outputs}): {why}")
@@ -409,6 +490,16 @@ def _scalar(m, op, index, what):
     return int(values[0])
 
 
+def _check_bias(m, op, bias, channels):
+    if bias is None:
+        return
+    if not m.is_constant(bias) or m.tensor(bias).type_name != "INT32":
+        _fail_op(op, m, f"its bias {m.tensor(bias).name!r} is not a constant int32 tensor")
+    if m.elements(bias) != channels:
+        _fail_op(op, m, f"its bias {m.tensor(bias).name!r} has {m.elements(bias)} values for "
+                 f"{channels} output channels")
+
+
 def _bias(op):
     """The op's bias tensor index (inputs[2]), or None where it has none."""
     return op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
@@ -446,6 +537,7 @@ def _convolution(e, op, scratch_name, function, table, macs_per_output):
     x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
     b = _bias(op)
     arrays = e.params(f"p{op.index}", e.conv_params[op.index])
+    _check_bias(m, op, b, m.shape(y)[3])
     bias = e.weight(b) if b is not None else "NULL"
     scratch = f"(arena + {e.offsets[scratch_name]})" if scratch_name else "NULL"
     e.macs += m.elements(y) * macs_per_output
@@ -476,6 +568,7 @@ def _fully_connected(e, op, scratch_name):
                               output_zero_point=m.zero_point(y),
                               filter_zero_point=m.zero_point(w), activation=_activation(op))
     arrays = e.params(f"p{op.index}", p)
+    _check_bias(m, op, b, m.shape(w)[0])
     bias = e.weight(b) if b is not None else "NULL"
     e.macs += m.elements(y) * m.shape(w)[1]
     e.call(op, f"tfedge_fully_connected_s8(&p{op.index}, {e.ptr(x)}, {e.weight(w)}, {bias}, "
@@ -616,9 +709,11 @@ def _split(e, op, scratch_name):
         _fail_op(op, m, f"its axis {axis} is outside the {rank} dims of its input")
     axis = axis + rank if axis < 0 else axis
     for t in outputs:
-        if len(m.shape(t)) != rank:
-            _fail_op(op, m, f"output {m.tensor(t).name!r} has shape {list(m.shape(t))}, not "
-                     f"{rank} dims like the input")
+        other = m.shape(t)
+        if len(other) != rank or any(a != b for k, (a, b) in enumerate(zip(m.shape(x), other))
+                                     if k != axis):
+            _fail_op(op, m, f"output {m.tensor(t).name!r} has shape {list(other)}, which is no "
+                     f"part of {list(m.shape(x))} along axis {axis}")
     for t in outputs:
         if (m.scale(t), m.zero_point(t)) != (m.scale(x), m.zero_point(x)):
             _fail_op(op, m, "an output's quantization differs from the input's")
@@ -718,6 +813,7 @@ def generate(tflite_bytes, *, prefix="tfedge_model", precompute=True):
             raise CodegenError(f"op #{op.index} {op.name} (output {outputs}) has no kernel in "
                                f"the tfedge runtime; it runs {', '.join(SUPPORTED_OPS)}")
         _check_op(m, op)
+        _check_output(m, op)
         _check_int8(op, m, [t for t in op.inputs if t >= 0 and op.name not in
                             ("QUANTIZE",)] + [t for t in op.outputs if op.name != "QUANTIZE"])
     for index in main.inputs:
