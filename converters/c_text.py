@@ -61,7 +61,7 @@ def string_literal(text):
     `" "` (string concatenation), since a hex escape would swallow it."""
     escaped = _escape(text)
     out = []
-    for i, piece in enumerate(re.split(r"(\\x[0-9a-f]{2})", escaped)):
+    for piece in re.split(r"(\\x[0-9a-f]{2})", escaped):
         if not piece:
             continue
         if out and out[-1].startswith("\\x") and piece[0] in "0123456789abcdefABCDEF":
