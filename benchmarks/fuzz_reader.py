@@ -391,38 +391,31 @@ def main(argv=None):
     print("\n".join(lines), flush=True)
 
     extra = []
-    if args.cli_cases:
-        with tempfile.TemporaryDirectory(prefix="tfedge-fuzz-") as folder:
+    with tempfile.TemporaryDirectory(prefix="tfedge-fuzz-") as folder:
+        checks = [
+            ("command line", args.cli_cases, lambda: _cli_cases(list(keep)[:args.cli_cases],
+                                                                 folder),
+             f"{args.cli_cases} parsed semantic cases through `tfedge mcu codegen` and `tfedge "
+             "export-c --noarena --int8_kernels --template`"),
+            ("TFLM arena", args.tflm_cases, lambda: _tflm_cases(list(keep)[:args.tflm_cases]),
+             f"{args.tflm_cases} parsed semantic cases through firmware.export(arena=True)"),
+            ("emulated Cortex-M4", args.run_cases, lambda: _run_cases(list(compiled)),
+             f"{len(compiled)} semantic cases that codegen compiled, built and run under QEMU "
+             "against LiteRT's reference kernels (`mcu.run`, every op traced)"),
+        ]
+        for label, cases, check, what in checks:
+            if not cases:
+                continue
             started = time.perf_counter()
-            counts, failed = _cli_cases(list(keep)[:args.cli_cases], folder)
+            counts, failed = check()
             if failed:
-                return _fail("command line", {"case": failed[0], "error": failed[1]}, None,
+                return _fail(label, {"case": failed[0], "error": failed[1]}, None,
                              args.reproducer)
-            extra.append(f"command line: {args.cli_cases} parsed semantic cases through `tfedge "
-                         "mcu codegen` and `tfedge export-c --noarena --int8_kernels --template`"
-                         f" in {time.perf_counter() - started:.0f} s: exit status per command "
-                         + ", ".join(f"{name} {code}: {n}" for (name, code), n
-                                     in sorted(counts.items()))
-                         + "; no traceback, every error on one line")
-    if args.tflm_cases:
-        started = time.perf_counter()
-        counts, failed = _tflm_cases(list(keep)[:args.tflm_cases])
-        if failed:
-            return _fail("TFLM arena", {"case": failed[0], "error": failed[1]}, None,
-                         args.reproducer)
-        extra.append(f"TFLM arena: {args.tflm_cases} parsed semantic cases through "
-                     f"firmware.export(arena=True) in {time.perf_counter() - started:.0f} s: "
-                     + ", ".join(f"{name} {n}" for name, n in sorted(counts.items())))
-    if args.run_cases:
-        started = time.perf_counter()
-        counts, failed = _run_cases(list(compiled))
-        if failed:
-            return _fail("emulated Cortex-M4", {"case": failed[0], "error": failed[1]}, None,
-                         args.reproducer)
-        extra.append(f"emulated Cortex-M4: {len(compiled)} semantic cases that codegen compiled, "
-                     "built and run under QEMU against LiteRT's reference kernels (`mcu.run`, "
-                     f"every op traced) in {time.perf_counter() - started:.0f} s: "
-                     + ", ".join(f"{name} {n}" for name, n in sorted(counts.items())))
+            outcomes = ", ".join(f"{' '.join(map(str, key)) if isinstance(key, tuple) else key}"
+                                 f": {n}" for key, n in sorted(counts.items()))
+            extra.append(f"{label}: {what} in {time.perf_counter() - started:.0f} s: {outcomes}"
+                         + ("; no traceback, every error on one line"
+                            if label == "command line" else ""))
     summary = "no exception other than tfedge's own errors, no hang"
     print("\n".join(extra + [summary]))
     if args.results:

@@ -41,3 +41,19 @@ def float_tflite(trained_model):
     from tfedge.converters import tflite
 
     return tflite.converter_for(trained_model).convert()
+
+
+@pytest.fixture
+def fake_arena(monkeypatch):
+    """tflm.arena_report replaced by a fixed 4 KiB measurement (no TFLM subprocess); the list
+    of the `ram_budget` of every call, to check when and whether the arena was measured."""
+    from tfedge.converters import tflm
+
+    calls = []
+
+    def arena_report(tflite_bytes, *, ram_budget=None, timeout=120):
+        calls.append(ram_budget)
+        return tflm.arena_for_budget(4096, ram_budget)
+
+    monkeypatch.setattr(tflm, "arena_report", arena_report)
+    return calls

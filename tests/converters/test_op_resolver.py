@@ -832,19 +832,6 @@ inline TfLiteStatus RegisterOps(OpResolver& resolver) {
 # --- firmware.export, the library function behind `tfedge export-c`.
 
 
-@pytest.fixture
-def fake_arena(monkeypatch):
-    """tflm.arena_report replaced by a fixed measurement; the calls are logged."""
-    calls = []
-
-    def arena_report(tflite_bytes, *, ram_budget=None, timeout=120):
-        calls.append(ram_budget)
-        return tflm.arena_for_budget(4096, ram_budget)
-
-    monkeypatch.setattr(tflm, "arena_report", arena_report)
-    return calls
-
-
 def test_export_makes_every_file_and_measures_the_arena_once(classifier, fake_arena, tmp_path):
     with pytest.warns(firmware.BlockerWarning):  # the float HARD_SWISH
         fw = firmware.export(classifier, int8_kernels=True, ram_budget=8192, template=True,

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from tfedge import _io
-from tfedge.converters import c_array, c_text, firmware, lint, tflm
+from tfedge.converters import c_array, c_text, firmware, lint
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs a host C++ compiler")
 
@@ -89,19 +89,6 @@ def transpose_5d():
     return transpose_5d_model()
 
 
-@pytest.fixture
-def no_arena(monkeypatch):
-    """tflm.arena_report replaced: every call is logged and gives a fixed 4 KiB arena."""
-    calls = []
-
-    def arena_report(tflite_bytes, *, ram_budget=None, timeout=120):
-        calls.append(ram_budget)
-        return tflm.arena_for_budget(4096, ram_budget)
-
-    monkeypatch.setattr(tflm, "arena_report", arena_report)
-    return calls
-
-
 def tfedge(*args, cwd=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([sys.executable, "-m", "tfedge", *args], capture_output=True,
@@ -111,11 +98,11 @@ def tfedge(*args, cwd=None):
 # --- 6. export-c runs lint's checks first and refuses its blockers.
 
 
-def test_export_refuses_lint_blockers_before_measuring_the_arena(transpose_5d, no_arena):
+def test_export_refuses_lint_blockers_before_measuring_the_arena(transpose_5d, fake_arena):
     (blocker,) = lint.lint(transpose_5d, target="cortex-m4").blockers
     with pytest.raises(firmware.BlockerError) as info:
         firmware.export(transpose_5d, int8_kernels=True, ram_budget=1 << 20)
-    assert no_arena == []  # refused before the slow part
+    assert fake_arena == []  # refused before the slow part
     assert info.value.findings == (blocker,) and info.value.target == "cortex-m4"
     message = str(info.value)
     assert message.splitlines()[0] == (
@@ -128,10 +115,10 @@ def test_export_refuses_lint_blockers_before_measuring_the_arena(transpose_5d, n
 
 
 def test_allow_blockers_warns_and_never_registers_the_int8_kernel_lint_refuses(transpose_5d,
-                                                                              no_arena):
+                                                                              fake_arena):
     with pytest.warns(firmware.BlockerWarning, match=r"op #1 TRANSPOSE \(subgraph 0\): 5-D"):
         fw = firmware.export(transpose_5d, int8_kernels=True, allow_blockers=True)
-    assert no_arena == [None]
+    assert fake_arena == [None]
     assert [f.op for f in fw.blockers] == ["TRANSPOSE"]
     resolver = fw.files["op_resolver.h"]
     assert "resolver.AddTranspose()," in resolver and "TRANSPOSE_INT8" not in resolver
@@ -147,10 +134,10 @@ def test_allow_blockers_warns_and_never_registers_the_int8_kernel_lint_refuses(t
                         "'generic'"),
     (dict(allow_blockers="yes"), "`allow_blockers` must be True"),
 ])
-def test_bad_lint_options_are_named(transpose_5d, no_arena, kwargs, message):
+def test_bad_lint_options_are_named(transpose_5d, fake_arena, kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         firmware.export(transpose_5d, **kwargs)
-    assert no_arena == []
+    assert fake_arena == []
 
 
 def test_cli_refuses_blockers_and_allow_blockers_exports_with_a_warning(tmp_path, transpose_5d):
@@ -277,7 +264,7 @@ def small_model(input_name="in", output_name="out"):
 @needs_gxx
 @pytest.mark.parametrize("symbol, namespace", [("g_model", None), ("kModel", None),
                                                ("g_kws_model", "app::ml"), ("Model", None)])
-def test_accepted_symbols_compile(tmp_path, stub_tflm, no_arena, symbol, namespace):
+def test_accepted_symbols_compile(tmp_path, stub_tflm, fake_arena, symbol, namespace):
     fw = firmware.export(small_model(), symbol=symbol, namespace=namespace, template=True,
                          int8_kernels=True)
     proc = compile_export(tmp_path / "app", stub_tflm, fw)
@@ -288,7 +275,7 @@ def test_accepted_symbols_compile(tmp_path, stub_tflm, no_arena, symbol, namespa
 @pytest.mark.parametrize("symbol, error", [
     ("main", "main"), ("kTensorArenaSize", "kTensorArenaSize"), ("OpResolver", "OpResolver"),
     ("tensor_arena", "tensor_arena"), ("model", "model")])
-def test_refused_symbols_would_not_compile(tmp_path, stub_tflm, no_arena, monkeypatch, symbol,
+def test_refused_symbols_would_not_compile(tmp_path, stub_tflm, fake_arena, monkeypatch, symbol,
                                            error):
     """What the check prevents: the same export with the check switched off breaks the build."""
     monkeypatch.setattr(c_array, "check_symbol", c_array.check_identifier)
@@ -309,7 +296,7 @@ def global_names(cpp):
             if not m.group(1)}
 
 
-def test_every_name_the_generated_files_and_main_cc_use_is_reserved(no_arena):
+def test_every_name_the_generated_files_and_main_cc_use_is_reserved(fake_arena):
     """RESERVED_NAMES is a table kept by hand: this fails when main.cc or a generator starts
     using a name the table lacks."""
     fw = firmware.export(build_model(
@@ -334,7 +321,7 @@ EVIL = 'x */ #include "evil.h" /*\n#define main evil ??/'
 
 
 @needs_gxx
-def test_hostile_tensor_names_stay_inside_their_comments(tmp_path, stub_tflm, no_arena):
+def test_hostile_tensor_names_stay_inside_their_comments(tmp_path, stub_tflm, fake_arena):
     model = small_model(input_name=EVIL, output_name=EVIL + "\r\n// \\")
     fw = firmware.export(model, template=True, int8_kernels=True)
     settings = fw.files["model_settings.h"]
